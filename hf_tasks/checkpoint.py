@@ -1,0 +1,104 @@
+"""Atomic training checkpoints.
+
+A checkpoint is written into a temporary folder, renamed into place, then marked complete; older checkpoints
+are removed only after the new one is complete (accelerate's own rotation deletes first). ``--resume auto`` takes
+the newest *complete* checkpoint, so a crash while saving never leaves a half-written one to resume from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hf_tasks.errors import HfTasksError
+
+COMPLETE = "COMPLETE"
+STATE_FILE = "trainer_state.json"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Save model/optimizer/scheduler/RNG states (all processes) plus ``state``; rotate old ones after."""
+    root = checkpoint_dir(output_dir)
+    final = root / f"checkpoint-{step}"
+    tmp = root / f".tmp-checkpoint-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _write_json(tmp / STATE_FILE, state)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _write_json(final / COMPLETE, {"step": step})
+        _fsync_dir(root)
+        rotate(root, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def rotate(root: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest complete checkpoints, and stale temporary folders."""
+    for stale in root.glob(".tmp-checkpoint-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    complete = list_complete(root)
+    for old in complete[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def list_complete(root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    found = []
+    for path in root.glob("checkpoint-*"):
+        match = _NAME.match(path.name)
+        if match and (path / COMPLETE).is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def find_resume_checkpoint(output_dir: str | Path, resume: str) -> Path | None:
+    """``auto``: the newest complete checkpoint (None when there is none); otherwise the given folder."""
+    if resume == "auto":
+        complete = list_complete(checkpoint_dir(output_dir))
+        return complete[-1] if complete else None
+    path = Path(resume)
+    if not path.is_dir():
+        raise HfTasksError(f"'resume': checkpoint folder {path} does not exist")
+    if not (path / COMPLETE).is_file():
+        raise HfTasksError(f"'resume': checkpoint {path} is incomplete (no {COMPLETE} marker): it was interrupted "
+                           "while being written; pick an earlier one or use --resume auto")
+    return path
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise HfTasksError(f"checkpoint {path} is corrupt: cannot read {STATE_FILE} ({err})") from None
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,93 @@
+"""The ``hf-tasks`` command: build-dataset, train, evaluate, compare.
+
+User mistakes (``HfTasksError``) print one ``error:`` line and exit with status 2, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from hf_tasks.errors import HfTasksError
+
+
+def guarded(fn: Callable[..., int], *args) -> int:
+    """Run ``fn`` turning user errors into one message; real bugs keep their traceback."""
+    try:
+        return fn(*args)
+    except HfTasksError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dataset_scripts.cli import add_build_dataset_parser
+
+    parser = argparse.ArgumentParser(prog="hf-tasks", description="Computer-vision tasks on the Hugging Face stack.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_build_dataset_parser(sub)
+    sub.add_parser("train", help="train a model from a recipe (see `hf-tasks train --help`)", add_help=False)
+    add_evaluate_parser(sub)
+    add_compare_parser(sub)
+    return parser
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a saved model on a dataset split")
+    p.add_argument("--model", required=True, help="output folder of a run, or a Hub id")
+    p.add_argument("--dataset", required=True, help="prepared dataset folder or Hub dataset id")
+    p.add_argument("--split", default="test")
+    p.add_argument("--task", default="classification")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--output", help="write the metrics to this JSON file")
+
+
+def add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="pretrained vs fine-tuned models on the same test split, side by side")
+    p.add_argument("--dataset", required=True, help="prepared dataset folder or Hub dataset id")
+    p.add_argument("--split", default="test")
+    p.add_argument("--baseline", required=True, help="the pretrained model as it comes (Hub id or folder)")
+    p.add_argument("--label-map", help="how the baseline's classes map to the dataset's labels: a built-in name "
+                                       "(imagenet-cats-dogs) or a JSON/YAML file {label: [class ids or names]}")
+    p.add_argument("--model", action="append", required=True, help="a fine-tuned/modified model (repeatable)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--output", help="comparison JSON (default: comparison.json in the first --model folder)")
+
+
+def dispatch(argv: list[str]) -> int:
+    if argv and argv[0] == "train":
+        from hf_tasks.train import run
+
+        return run(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "build-dataset":
+        from dataset_scripts.cli import run_build_dataset
+
+        return run_build_dataset(args)
+    if args.command == "evaluate":
+        from hf_tasks.evaluation import run_evaluate
+
+        return run_evaluate(args)
+    if args.command == "compare":
+        from hf_tasks.compare import run_compare
+
+        return run_compare(args)
+    raise HfTasksError(f"unknown command {args.command!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return guarded(dispatch, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

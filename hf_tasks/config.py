@@ -1,0 +1,424 @@
+"""Typed run configuration: a YAML recipe plus CLI overrides become one validated ``TrainConfig``.
+
+Types live only in these dataclasses. Every key is checked against them, unknown keys are rejected with the
+nearest valid name, and ``validate`` runs before any Accelerator or model exists, so a typo costs a second, not
+a training run. A ``None`` default means "the model's (or task's) own default".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hf_tasks.errors import ConfigError
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation. ``preset`` fills every field left unset (``None``)."""
+
+    preset: Literal["none", "keras"] = "none"
+    rotation: float | None = None  # degrees, uniform in [-r, r]
+    width_shift: float | None = None  # fraction of the width
+    height_shift: float | None = None  # fraction of the height
+    shear: float | None = None  # degrees, as Keras' shear_range
+    zoom: float | None = None  # each axis scaled by a factor in [1 - z, 1 + z]
+    hflip: bool | None = None
+    fill_mode: Literal["nearest", "reflect", "constant"] | None = None
+
+    def resolved(self) -> dict[str, Any]:
+        """The effective parameters: explicit fields win over the preset's values."""
+        from hf_tasks.augment import KERAS_PRESET, NO_AUGMENT
+
+        base = dict(KERAS_PRESET if self.preset == "keras" else NO_AUGMENT)
+        for key in base:
+            value = getattr(self, key)
+            if value is not None:
+                base[key] = value
+        return base
+
+
+@dataclass
+class DataConfig:
+    """Where the prepared dataset lives and how its samples become model inputs."""
+
+    dataset: str = ""  # a save_to_disk folder, a Parquet folder, or a Hub dataset id
+    revision: str | None = None
+    train_split: str = "train"
+    eval_split: str | None = "validation"  # None: no per-epoch evaluation
+    test_split: str | None = "test"  # None: no final test evaluation
+    image_column: str = "image"
+    label_column: str = "label"
+    image_size: int | None = None  # None: the model's own input size
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    num_workers: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build.
+
+    ``name`` is a Hub id or local folder (transformers), ``timm/<arch>`` or ``timm:<arch>`` (timm), or
+    ``small_cnn`` (the from-scratch baseline). ``config`` overrides architecture fields; with ``pretrained: false``
+    and a ``model_type`` (or timm ``architecture``) in it, the model is built with no download at all.
+    """
+
+    name: str = "small_cnn"
+    pretrained: bool = True
+    revision: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    freeze_backbone: bool = False  # True: train only the new head (linear probe)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule.
+
+    The ``step`` schedule multiplies the lr by ``gamma`` after each epoch listed in ``step_epochs``:
+    "lr x 0.1 after epoch 50" is ``scheduler: step, step_epochs: [50], gamma: 0.1``.
+    """
+
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only
+    scheduler: Literal["constant", "linear", "cosine", "step"] = "cosine"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # used when warmup_steps is 0
+    step_epochs: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    max_grad_norm: float | None = 1.0  # None: no clipping
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Saved, resolved, next to the weights as ``train_config.yaml``."""
+
+    task: str = "classification"
+    output_dir: str = "outputs/run"
+    seed: int = 42
+    epochs: int = 3
+    max_steps: int | None = None  # optimizer steps; stops early when reached
+    batch_size: int = 32  # per process
+    eval_batch_size: int | None = None  # None: batch_size
+    grad_accum: int = 1
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    checkpoint_every: int | None = None  # optimizer steps; None: at the end of every epoch
+    keep_checkpoints: int = 2
+    metric_for_best: str | None = None  # None: the task's main metric
+    greater_is_better: bool | None = None  # None: inferred from the metric's name
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    resume: str | None = None  # "auto" (newest complete checkpoint) or a checkpoint folder
+    overwrite: bool = False
+    report_to: list[str] = field(default_factory=list)  # accelerate trackers, e.g. [tensorboard]
+    log_every: int = 10  # optimizer steps between loss logs
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Build a config from a recipe (path or packaged name) and ``--key value`` overrides, then validate it."""
+    raw: dict[str, Any] = {}
+    if recipe:
+        raw = read_recipe(recipe)
+    cfg = from_dict(TrainConfig, raw, prefix="")
+    for key, value in parse_overrides(overrides or []):
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def read_recipe(recipe: str | Path) -> dict[str, Any]:
+    """Read a recipe file, or a packaged recipe by name (``cats_vs_dogs_vit``)."""
+    path = Path(recipe)
+    if not path.is_file():
+        packaged = RECIPES_DIR / f"{Path(recipe).stem}.yaml"
+        if not packaged.is_file():
+            known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+            raise ConfigError(f"recipe {str(recipe)!r} is neither a file nor a packaged recipe{_hint(str(recipe), known)}"
+                              f"; packaged recipes: {', '.join(known)}")
+        path = packaged
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of keys to values")
+    return raw
+
+
+def from_dict(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``raw``, rejecting unknown keys and coercing values to field types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        key = str(key).replace("-", "_")
+        if key not in names:
+            raise ConfigError(f"unknown key {prefix + key!r}{_hint(key, names, prefix)}")
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix + key!r} must be a mapping, got {value!r}")
+            kwargs[key] = from_dict(hints[key], value, prefix=f"{prefix}{key}.")
+        else:
+            kwargs[key] = coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def all_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the config, e.g. ``optim.lr``."""
+    hints = typing.get_type_hints(cls)
+    keys = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += all_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def resolve_key(key: str) -> str:
+    """Map a CLI key to its dotted name: dashes become underscores, a unique leaf name finds its section."""
+    key = key.lstrip("-").replace("-", "_")
+    keys = all_keys()
+    if key in keys:
+        return key
+    matches = [k for k in keys if k.rsplit(".", 1)[-1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"key {key!r} is ambiguous: use one of {', '.join(matches)}")
+    raise ConfigError(f"unknown key {key!r}{_hint(key, keys)}")
+
+
+def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
+    """``--a.b 1 --c=2 d=3`` → ``[("a.b", "1"), ("c", "2"), ("d", "3")]``; values stay strings until coerced."""
+    pairs, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if "=" in token:
+            key, value = token.split("=", 1)
+            i += 1
+        elif token.startswith("--"):
+            if i + 1 >= len(argv) or (argv[i + 1].startswith("--") and not _is_number(argv[i + 1])):
+                key, value = token, "true"  # a bare flag: --overwrite
+                i += 1
+            else:
+                key, value = token, argv[i + 1]
+                i += 2
+        else:
+            raise ConfigError(f"unexpected argument {token!r}: overrides look like --key value or key=value")
+        pairs.append((resolve_key(key), value))
+    return pairs
+
+
+def set_value(cfg: TrainConfig, dotted: str, value: Any) -> None:
+    """Set a dotted key on ``cfg``, coercing ``value`` (often a CLI string) to the field's type."""
+    *sections, leaf = dotted.split(".")
+    target = cfg
+    for section in sections:
+        target = getattr(target, section)
+    hint = typing.get_type_hints(type(target))[leaf]
+    setattr(target, leaf, coerce(value, hint, dotted, from_cli=isinstance(value, str)))
+
+
+# ----------------------------------------------------------------------------------------------- coercion
+
+
+def coerce(value: Any, hint: Any, key: str, from_cli: bool = False) -> Any:
+    """Convert ``value`` to type ``hint`` or raise a ConfigError naming ``key``. Never evaluates code."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (from_cli and str(value).lower() in ("none", "null", "~")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce(value, inner[0], key, from_cli) if len(inner) == 1 else value
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key!r} must be one of {', '.join(map(str, args))}; got {value!r}"
+                              f"{_hint(str(value), [str(a) for a in args])}")
+        return value
+    if origin is list:
+        return _coerce_list(value, args[0] if args else Any, key, from_cli)
+    if origin is dict or hint is dict:
+        if from_cli:
+            value = _yaml_value(value, key)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key!r} must be a mapping, got {value!r}")
+        return value
+    return _coerce_scalar(value, hint, key)
+
+
+def _coerce_list(value: Any, item: Any, key: str, from_cli: bool) -> list:
+    if from_cli and isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = _yaml_value(text, key)
+        else:
+            value = [v.strip() for v in text.split(",") if v.strip()]
+    if isinstance(value, (str, int, float)):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{key!r} must be a list, got {value!r}")
+    return [_coerce_scalar(v, item, key) if item is not Any else v for v in value]
+
+
+def _coerce_scalar(value: Any, hint: Any, key: str) -> Any:
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key!r} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{key!r} must be an integer, got {value!r}")
+        try:
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        except ValueError:
+            raise ConfigError(f"{key!r} must be an integer, got {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key!r} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key!r} must be a number, got {value!r}") from None
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key!r} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _yaml_value(text: str, key: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{key!r}: cannot parse {text!r}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+# names users bring from transformers' TrainingArguments and timm's train.py
+_ALIASES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "eval_batch_size", "gradient_accumulation_steps": "grad_accum",
+    "lr_scheduler_type": "scheduler", "sched": "scheduler", "opt": "optimizer", "clip_grad": "max_grad_norm",
+    "resume_from_checkpoint": "resume", "model_name_or_path": "name", "warmup_epochs": "warmup_ratio",
+    "fp16": "mixed_precision", "bf16": "mixed_precision", "mixed_precision_dtype": "mixed_precision",
+}
+
+
+def _hint(key: str, valid: list[str], prefix: str = "") -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    alias = _ALIASES.get(leaf)
+    if alias:
+        section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        for candidate in (section + alias, alias):
+            if candidate in valid:
+                return f"; did you mean {prefix + candidate!r}?"
+        matches = [v for v in valid if v.rsplit(".", 1)[-1] == alias]
+        if matches:
+            return f"; did you mean {prefix + matches[0]!r}?"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if not close and "." in key:
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1, cutoff=0.5)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Fail fast, naming the key, on values that would only break later (before any model is built)."""
+    checks = [
+        (cfg.epochs >= 1, "epochs", "must be >= 1"),
+        (cfg.max_steps is None or cfg.max_steps >= 1, "max_steps", "must be >= 1"),
+        (cfg.batch_size >= 1, "batch_size", "must be >= 1"),
+        (cfg.eval_batch_size is None or cfg.eval_batch_size >= 1, "eval_batch_size", "must be >= 1"),
+        (cfg.grad_accum >= 1, "grad_accum", "must be >= 1"),
+        (cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1"),
+        (cfg.checkpoint_every is None or cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1"),
+        (cfg.early_stopping_patience is None or cfg.early_stopping_patience >= 1, "early_stopping_patience",
+         "must be >= 1"),
+        (cfg.log_every >= 1, "log_every", "must be >= 1"),
+        (bool(cfg.data.dataset), "data.dataset", "is required: a dataset folder built by `hf-tasks build-dataset` "
+                                                 "or a Hub dataset id"),
+        (cfg.data.image_size is None or cfg.data.image_size >= 8, "data.image_size", "must be >= 8"),
+        (cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
+        (cfg.optim.lr > 0, "optim.lr", "must be > 0"),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0"),
+        (0 <= cfg.optim.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)"),
+        (cfg.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0"),
+        (0 < cfg.optim.gamma <= 1, "optim.gamma", "must be in (0, 1]"),
+        (cfg.optim.max_grad_norm is None or cfg.optim.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0"),
+        (len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
+         "must be two numbers in [0, 1)"),
+        (all(e >= 1 for e in cfg.optim.step_epochs), "optim.step_epochs", "must list epochs >= 1"),
+        (cfg.optim.scheduler != "step" or bool(cfg.optim.step_epochs), "optim.step_epochs",
+         "must list at least one epoch for the step scheduler"),
+        (cfg.early_stopping_patience is None or cfg.data.eval_split is not None, "early_stopping_patience",
+         "needs data.eval_split"),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{key!r} {message} (got {_get(cfg, key)!r})")
+    _validate_environment(cfg)
+    from hf_tasks.registry import get_task
+
+    get_task(cfg.task).validate(cfg)
+
+
+def _validate_environment(cfg: TrainConfig) -> None:
+    if cfg.mixed_precision == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("'mixed_precision' fp16 needs a CUDA GPU; use bf16 on the CPU, or no")
+    unknown = [t for t in cfg.report_to if t not in ("tensorboard", "wandb", "mlflow", "comet_ml", "aim",
+                                                     "clearml", "dvclive", "trackio", "all")]
+    if unknown:
+        raise ConfigError(f"'report_to' has unknown trackers {unknown}; accelerate knows tensorboard, wandb, "
+                          "mlflow, comet_ml, aim, clearml, dvclive, trackio")
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg

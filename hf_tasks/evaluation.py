@@ -1,0 +1,106 @@
+"""Evaluation on a split, shared by training (every epoch, final test) and ``hf-tasks evaluate`` / ``compare``.
+
+Predictions are gathered with ``gather_for_metrics``, which drops the samples a distributed sampler repeats to
+even out the last batch: N processes see exactly the samples 1 process sees, each once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from hf_tasks.registry import TaskData, TaskSpec
+
+
+def make_loader(dataset, batch_size: int, collate, num_workers: int = 0, shuffle: bool = False,
+                seed: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader whose shuffling draws from its own seeded generator, never from the global RNG."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                                       num_workers=num_workers, generator=generator)
+
+
+@torch.no_grad()
+def evaluate(accelerator, model: torch.nn.Module, loader, spec: TaskSpec, data: TaskData,
+             desc: str = "eval") -> dict[str, Any]:
+    """Run ``spec.predict`` over a prepared loader and compute the task's metrics on every process."""
+    was_training = model.training
+    model.eval()
+    outputs: dict[str, list[torch.Tensor]] = defaultdict(list)
+    bar = tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process)
+    for batch in bar:
+        gathered = accelerator.gather_for_metrics(spec.predict(model, batch))
+        for key, value in gathered.items():
+            outputs[key].append(value.detach().cpu())
+    merged = {key: torch.cat(values) for key, values in outputs.items()}
+    model.train(was_training)
+    return spec.compute_metrics(merged, data)
+
+
+def scalar_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The finite scalar entries of ``metrics``, prefixed: what trackers and progress bars can show."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def prefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {f"{prefix}{key}": value for key, value in metrics.items()}
+
+
+def evaluation_config(task: str, dataset: str, split: str, batch_size: int, image_column: str = "image",
+                      label_column: str = "label"):
+    """A TrainConfig that reads one split for evaluation (the loaders and Accelerator come from it)."""
+    from hf_tasks.config import DataConfig, TrainConfig
+
+    data = DataConfig(dataset=dataset, train_split=split, eval_split=None, test_split=None,
+                      image_column=image_column, label_column=label_column)
+    return TrainConfig(task=task, batch_size=batch_size, data=data)
+
+
+def evaluate_bundle(accelerator, spec: TaskSpec, bundle, cfg, data: TaskData, split: str, desc: str) -> dict:
+    """Evaluate a loaded model on ``split`` with its own processor, on 1 or N processes."""
+    dataset = spec.make_dataset(data.splits[split], bundle, cfg, data, train=False)
+    loader = make_loader(dataset, cfg.batch_size, spec.collate, cfg.data.num_workers)
+    model, loader = accelerator.prepare(bundle.model, loader)
+    return evaluate(accelerator, model, loader, spec, data, desc=desc)
+
+
+def check_same_labels(model_labels: list[str] | None, data: TaskData, model_name: str) -> None:
+    from hf_tasks.errors import DataError
+
+    dataset_labels = data.info.get("label_names")
+    if model_labels is not None and dataset_labels is not None and list(model_labels) != list(dataset_labels):
+        raise DataError(f"model {model_name} predicts {len(model_labels)} labels {list(model_labels)[:10]} but the "
+                        f"dataset has {len(dataset_labels)} labels {list(dataset_labels)[:10]}; "
+                        "`hf-tasks compare --label-map` maps a model's classes onto a dataset's")
+
+
+def run_evaluate(args) -> int:
+    """``hf-tasks evaluate``: metrics of a saved model on one split, printed and optionally written."""
+    import json
+    from pathlib import Path
+
+    from hf_tasks.loop import make_accelerator, write_json
+    from hf_tasks.registry import get_task
+
+    cfg = evaluation_config(args.task, args.dataset, args.split, args.batch_size, args.image_column,
+                            args.label_column)
+    spec = get_task(cfg.task)
+    accelerator = make_accelerator(cfg)
+    data = spec.load_data(cfg)
+    bundle = spec.load_model(args.model)
+    check_same_labels(bundle.label_names, data, args.model)
+    metrics = prefixed(evaluate_bundle(accelerator, spec, bundle, cfg, data, args.split, desc=args.split),
+                       f"{args.split}_")
+    if accelerator.is_main_process:
+        print(json.dumps(metrics, indent=2))
+        if args.output:
+            write_json(Path(args.output), metrics)
+    return 0

@@ -1,0 +1,352 @@
+"""The one accelerate training loop shared by every task.
+
+prepare → step counts recomputed after prepare → accumulate → clip → step → evaluate each epoch with
+``gather_for_metrics`` → keep the best weights → atomic checkpoints → unwrap and save on the main process →
+final test evaluation into ``results.json``. Tasks only supply ``forward`` and ``predict`` (see ``TaskSpec``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from hf_tasks import checkpoint as ckpt
+from hf_tasks.config import TrainConfig
+from hf_tasks.errors import HfTasksError
+from hf_tasks.evaluation import evaluate, make_loader, prefixed, scalar_metrics
+from hf_tasks.optim import build_optimizer, build_scheduler
+from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, get_task
+
+BEST_DIR = "best"
+OUTPUT_MARKERS = ("results.json", "log_history.json", "checkpoints", "train_config.yaml")
+
+
+@dataclass
+class TrainState:
+    """Everything besides tensors that a resumed run needs to continue exactly where it stopped."""
+
+    epoch: int = 0  # the epoch in progress (or the next one, when batches_done == 0)
+    global_step: int = 0  # optimizer steps taken
+    batches_done: int = 0  # batches of `epoch` already consumed
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the last improvement
+    train_seconds: float = 0.0
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """The prepared objects of one run, passed around instead of a dozen arguments."""
+
+    cfg: TrainConfig
+    spec: TaskSpec
+    data: TaskData
+    bundle: ModelBundle
+    accelerator: Any
+    model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    loaders: dict[str, Any]
+    train_dataset: Any
+    total_steps: int
+    output_dir: Path
+
+
+def make_accelerator(cfg: TrainConfig):
+    """The only place an Accelerator is configured."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    return Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with=cfg.report_to or None,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, evaluate and save one run described by a validated config; return the final results."""
+    from accelerate.utils import set_seed
+
+    accelerator = make_accelerator(cfg)
+    output_dir = prepare_output_dir(cfg, accelerator)
+    set_seed(cfg.seed)
+    run = setup_run(cfg, accelerator, output_dir)
+    state = TrainState()
+    if cfg.resume:
+        state = resume(run, cfg.resume)
+    if accelerator.is_main_process:
+        cfg.save(output_dir / "train_config.yaml")
+    accelerator.init_trackers("hf-tasks", config=_tracker_config(cfg))
+    train_epochs(run, state)
+    results = finish(run, state)
+    accelerator.end_training()
+    return results
+
+
+def prepare_output_dir(cfg: TrainConfig, accelerator) -> Path:
+    """Refuse to clobber an earlier run unless --overwrite or --resume says so."""
+    output_dir = Path(cfg.output_dir)
+    used = output_dir.is_dir() and any((output_dir / m).exists() for m in OUTPUT_MARKERS)
+    if used and not (cfg.overwrite or cfg.resume):
+        raise HfTasksError(f"output_dir {output_dir} already holds a run; pass --overwrite to replace it or "
+                           "--resume auto to continue it")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if used and cfg.overwrite and not cfg.resume:
+            shutil.rmtree(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return output_dir
+
+
+def setup_run(cfg: TrainConfig, accelerator, output_dir: Path) -> Run:
+    spec = get_task(cfg.task)
+    data = spec.load_data(cfg)
+    bundle = spec.build_model(cfg, data)
+    names = {"train": cfg.data.train_split, "eval": cfg.data.eval_split, "test": cfg.data.test_split}
+    datasets = {key: spec.make_dataset(data.splits[split], bundle, cfg, data, train=(key == "train"))
+                for key, split in names.items() if split is not None}
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    loaders = {key: make_loader(ds, cfg.batch_size if key == "train" else eval_bs, spec.collate,
+                                cfg.data.num_workers, shuffle=(key == "train"), seed=cfg.seed)
+               for key, ds in datasets.items()}
+    optimizer = build_optimizer(bundle.model, cfg.optim)
+    keys = list(loaders)
+    model, optimizer, *prepared = accelerator.prepare(bundle.model, optimizer, *[loaders[k] for k in keys])
+    loaders = dict(zip(keys, prepared))
+    # step counts only after prepare: the train loader is now sharded across processes
+    steps_per_epoch = math.ceil(len(loaders["train"]) / cfg.grad_accum)
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    scheduler = build_scheduler(optimizer, cfg.optim, total_steps, steps_per_epoch)
+    accelerator.register_for_checkpointing(scheduler)
+    return Run(cfg, spec, data, bundle, accelerator, model, optimizer, scheduler, loaders, datasets["train"],
+               total_steps, output_dir)
+
+
+def resume(run: Run, resume_from: str) -> TrainState:
+    path = ckpt.find_resume_checkpoint(run.output_dir, resume_from)
+    if path is None:
+        run.accelerator.print(f"--resume {resume_from}: no complete checkpoint in {run.output_dir}; starting fresh")
+        return TrainState()
+    state = TrainState(**ckpt.read_state(path))
+    try:
+        run.accelerator.load_state(str(path))
+    except Exception as err:  # a truncated or foreign file: name it, don't dump a stack trace
+        raise HfTasksError(f"checkpoint {path} is corrupt or does not match this model: {err}") from None
+    run.accelerator.print(f"resumed from {path} (epoch {state.epoch}, step {state.global_step})")
+    return state
+
+
+def train_epochs(run: Run, state: TrainState) -> None:
+    bar = tqdm(total=run.total_steps, initial=state.global_step, desc="train",
+               disable=not run.accelerator.is_local_main_process)
+    stop = state.global_step >= run.total_steps
+    while state.epoch < run.cfg.epochs and not stop:
+        reached_max_steps = train_one_epoch(run, state, bar)
+        stop = end_of_epoch(run, state) or reached_max_steps
+    bar.close()
+
+
+def train_one_epoch(run: Run, state: TrainState, bar) -> bool:
+    """Consume the rest of ``state.epoch``; True when ``max_steps`` is reached (possibly mid-epoch)."""
+    cfg, acc, model = run.cfg, run.accelerator, run.model
+    run.train_dataset.set_epoch(state.epoch)
+    run.loaders["train"].set_epoch(state.epoch)
+    loader = run.loaders["train"]
+    if state.batches_done:
+        loader = acc.skip_first_batches(loader, state.batches_done)
+    model.train()
+    loss_sum, loss_count, started = torch.zeros((), device=acc.device), 0, time.perf_counter()
+    for batch in loader:
+        with acc.accumulate(model):
+            loss = run.spec.forward(model, batch)["loss"]
+            check_finite(run, loss, state, batch)
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.optim.max_grad_norm is not None:
+                acc.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad()
+        state.batches_done += 1
+        loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
+        if not acc.sync_gradients:
+            continue
+        if not acc.optimizer_step_was_skipped:
+            run.scheduler.step()
+        state.global_step += 1
+        bar.update(1)
+        if state.global_step % cfg.log_every == 0 or state.global_step == run.total_steps:
+            log_loss(run, state, loss_sum / loss_count, bar)
+            loss_sum, loss_count = torch.zeros((), device=acc.device), 0
+        if state.global_step >= run.total_steps:
+            break
+        if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
+            state.train_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            save(run, state)
+    state.train_seconds += time.perf_counter() - started
+    if state.batches_done >= len(run.loaders["train"]):
+        state.epoch, state.batches_done = state.epoch + 1, 0
+    return state.global_step >= run.total_steps
+
+
+def check_finite(run: Run, loss: torch.Tensor, state: TrainState, batch: dict) -> None:
+    """Stop every process together on a NaN/inf loss instead of training on garbage."""
+    acc = run.accelerator
+    if not torch.isfinite(loss.detach()).all():
+        acc.set_trigger()
+    if acc.check_trigger():
+        ids = batch.get("index")
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+        raise HfTasksError(f"non-finite loss at step {state.global_step + 1} (epoch {state.epoch}, sample ids "
+                           f"{ids} on process {acc.process_index}); the last complete checkpoint in "
+                           f"{ckpt.checkpoint_dir(run.output_dir)} is kept")
+
+
+def log_loss(run: Run, state: TrainState, mean_loss: torch.Tensor, bar) -> None:
+    loss = run.accelerator.reduce(mean_loss, reduction="mean").item()
+    entry = {"step": state.global_step, "epoch": round(state.epoch + state.batches_done /
+                                                       max(1, len(run.loaders["train"])), 4),
+             "loss": loss, "lr": run.scheduler.get_last_lr()[0]}
+    state.log_history.append(entry)
+    run.accelerator.log({"train/loss": loss, "train/lr": entry["lr"]}, step=state.global_step)
+    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{entry['lr']:.2e}")
+
+
+def end_of_epoch(run: Run, state: TrainState) -> bool:
+    """Evaluate, keep the best weights, checkpoint; True when early stopping triggers.
+
+    Also runs when ``max_steps`` ends training mid-epoch, so the last weights are evaluated too.
+    """
+    stop = False
+    if "eval" in run.loaders:
+        metrics = evaluate(run.accelerator, run.model, run.loaders["eval"], run.spec, run.data, desc="eval")
+        scalars = scalar_metrics(metrics, "eval_")
+        state.log_history.append({"step": state.global_step, "epoch": state.epoch, **scalars})
+        run.accelerator.log({k.replace("eval_", "eval/"): v for k, v in scalars.items()}, step=state.global_step)
+        run.accelerator.print(f"epoch {state.epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+        stop = update_best(run, state, metrics)
+    save(run, state)  # at the step of an in-epoch checkpoint too: this one also records the evaluation
+    return stop
+
+
+def update_best(run: Run, state: TrainState, metrics: dict[str, Any]) -> bool:
+    name, greater = best_metric(run.cfg, run.spec)
+    if name not in metrics:
+        raise HfTasksError(f"'metric_for_best' {name!r} is not among the evaluation metrics {sorted(metrics)}")
+    value = float(metrics[name])
+    improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
+    if improved:
+        state.best_metric, state.best_step, state.bad_evals = value, state.global_step, 0
+        save_best_weights(run)
+        return False
+    state.bad_evals += 1
+    patience = run.cfg.early_stopping_patience
+    if patience is not None and state.bad_evals >= patience:
+        run.accelerator.print(f"early stopping: {name} did not improve for {patience} evaluations")
+        return True
+    return False
+
+
+def best_metric(cfg: TrainConfig, spec: TaskSpec) -> tuple[str, bool]:
+    name = (cfg.metric_for_best or spec.main_metric).removeprefix("eval_")
+    greater = cfg.greater_is_better
+    if greater is None:
+        greater = spec.greater_is_better if name == spec.main_metric else not name.endswith("loss")
+    return name, greater
+
+
+def save_best_weights(run: Run) -> None:
+    """Write the best weights atomically into ``checkpoints/best`` (never rotated away)."""
+    acc, root = run.accelerator, ckpt.checkpoint_dir(run.output_dir)
+    tmp, final = root / ".tmp-best", root / BEST_DIR
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    acc.save_model(run.model, str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    acc.wait_for_everyone()
+
+
+def load_best_weights(run: Run) -> None:
+    from safetensors.torch import load_file
+
+    best = ckpt.checkpoint_dir(run.output_dir) / BEST_DIR
+    shards = sorted(best.glob("*.safetensors"))
+    if not shards:
+        return
+    state_dict = {}
+    for shard in shards:
+        state_dict.update(load_file(str(shard)))
+    run.accelerator.unwrap_model(run.model).load_state_dict(state_dict)
+
+
+def save(run: Run, state: TrainState) -> None:
+    ckpt.save_checkpoint(run.accelerator, run.output_dir, state.global_step, asdict(state), run.cfg.keep_checkpoints)
+    if run.accelerator.is_main_process:
+        write_json(run.output_dir / "log_history.json", state.log_history)
+
+
+def finish(run: Run, state: TrainState) -> dict[str, Any]:
+    """Restore the best weights, save the loadable model, evaluate on test, write results.json."""
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    load_best_weights(run)
+    unwrapped = acc.unwrap_model(run.model)
+    if acc.is_main_process:
+        run.spec.save_model(ModelBundle(unwrapped, run.bundle.processor, run.bundle.label_names),
+                            run.output_dir, run.data)
+    results: dict[str, Any] = {"train_steps": state.global_step, "train_epochs": state.epoch,
+                               "train_runtime_s": round(state.train_seconds, 3),
+                               "train_samples": len(run.train_dataset), "num_processes": acc.num_processes}
+    if state.best_metric is not None:
+        name, _ = best_metric(run.cfg, run.spec)
+        results.update({f"best_eval_{name}": state.best_metric, "best_step": state.best_step})
+    if "test" in run.loaders:
+        metrics = evaluate(acc, run.model, run.loaders["test"], run.spec, run.data, desc="test")
+        results.update(prefixed(metrics, "test_"))
+        acc.log({k.replace("test_", "test/"): v for k, v in scalar_metrics(metrics, "test_").items()},
+                step=state.global_step)
+        acc.print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in scalar_metrics(metrics, "test_").items()))
+    if acc.is_main_process:
+        write_json(run.output_dir / "results.json", results)
+        write_json(run.output_dir / "log_history.json", state.log_history)
+    acc.wait_for_everyone()
+    return results
+
+
+def write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
+    """Trackers (tensorboard hparams) accept only scalars: flatten and stringify the rest."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}{key}.", inner)
+        else:
+            flat[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk("", cfg.to_dict())
+    return flat

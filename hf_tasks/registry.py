@@ -1,0 +1,89 @@
+"""Task registry: a task name maps to a ``TaskSpec``, the only thing a task supplies to the shared loop.
+
+Adding a task is one file in ``hf_tasks/tasks/`` that calls ``register_task`` and one line in ``_TASK_MODULES``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from hf_tasks.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+
+    from hf_tasks.config import TrainConfig
+
+# task name -> module that registers it (imported lazily, so `import hf_tasks` stays light)
+_TASK_MODULES = {"classification": "hf_tasks.tasks.classification"}
+_TASKS: dict[str, TaskSpec] = {}
+
+
+@dataclass
+class ModelBundle:
+    """A model with everything needed to feed it (processor/tokenizer) and what it was trained to predict."""
+
+    model: torch.nn.Module
+    processor: Any
+    label_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one task plugs into the shared loop, evaluation and saving.
+
+    - ``validate(cfg)``: task-specific config checks, before anything is built.
+    - ``load_data(cfg) -> TaskData``: the prepared splits plus dataset facts (label names, ...).
+    - ``build_model(cfg, data) -> ModelBundle``: the network to train, sized to the data.
+    - ``load_model(path) -> ModelBundle``: a saved output folder (or Hub id) back for evaluation.
+    - ``make_dataset(split, bundle, cfg, data, train) -> torch Dataset`` with ``set_epoch``; ``collate`` batches it.
+    - ``forward(model, batch) -> {"loss": ...}``; ``predict(model, batch) -> {name: per-sample tensor}``.
+    - ``compute_metrics(outputs, data) -> {metric: value}`` on the gathered ``predict`` outputs.
+    - ``save_model(bundle, path, data)``: the loadable output folder (safetensors only).
+    """
+
+    name: str
+    main_metric: str
+    greater_is_better: bool
+    validate: Callable[[TrainConfig], None]
+    load_data: Callable[[TrainConfig], TaskData]
+    build_model: Callable[[TrainConfig, TaskData], ModelBundle]
+    load_model: Callable[[str | Path], ModelBundle]
+    make_dataset: Callable[..., torch.utils.data.Dataset]
+    collate: Callable[[list[dict]], dict]
+    forward: Callable[[torch.nn.Module, dict], dict]
+    predict: Callable[[torch.nn.Module, dict], dict]
+    compute_metrics: Callable[[dict, TaskData], dict]
+    save_model: Callable[[ModelBundle, Path, TaskData], None]
+
+
+@dataclass
+class TaskData:
+    """The prepared splits a run uses, and facts about the dataset the task and the card need."""
+
+    splits: dict[str, Dataset]
+    info: dict[str, Any]
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    _TASKS[spec.name] = spec
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in _TASK_MODULES:
+        close = difflib.get_close_matches(name, list(_TASK_MODULES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown task {name!r}{hint} Known tasks: {', '.join(sorted(_TASK_MODULES))}")
+    if name not in _TASKS:
+        importlib.import_module(_TASK_MODULES[name])
+    return _TASKS[name]
+
+
+def known_tasks() -> list[str]:
+    return sorted(_TASK_MODULES)

@@ -1,0 +1,51 @@
+"""Test-wide settings: nothing reaches the network, and shared fixtures build small data once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_XET": "1",
+    "YOLO_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+}
+os.environ.update(OFFLINE_ENV)
+
+import pytest  # noqa: E402
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+        return _real_connect(self, address)
+    raise OSError(f"tests must not reach the network (tried {address!r})")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(scope="session")
+def shapes_classification(tmp_path_factory):
+    """A small, visually distinct 3-class shapes dataset in save_to_disk format."""
+    from tests.helpers import build_dataset
+
+    out = tmp_path_factory.mktemp("data") / "shapes_cls"
+    build_dataset(["shapes", "--task", "classification", "--num-images", "90", "--image-size", "32",
+                   "--seed", "0", "--out", str(out)])
+    return out
+
+
+def pytest_configure(config):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))

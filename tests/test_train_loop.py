@@ -1,0 +1,128 @@
+"""The shared accelerate loop, driven in-process with tiny models on generated shapes data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_tasks.config import load_config
+from hf_tasks.errors import HfTasksError
+from tests.helpers import read_json
+
+TINY_VIT = ["--model.name", "vit-tiny", "--model.pretrained", "false", "--model.config",
+            "{model_type: vit, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32,"
+            " image_size: 32, patch_size: 8}"]
+TINY_CNN = ["--model.name", "small_cnn", "--model.pretrained", "false",
+            "--model.config", "{hidden_sizes: [8, 16], convs_per_stage: 1, dropout: 0.0}"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def sizes(dataset) -> dict[str, int]:
+    import datasets
+
+    return {split: len(ds) for split, ds in datasets.load_from_disk(str(dataset)).items()}
+
+
+def batches(n: int, batch_size: int = 8) -> int:
+    return -(-n // batch_size)
+
+
+def train(dataset, out, *overrides: str) -> dict:
+    from hf_tasks.loop import train as run
+
+    cfg = load_config(None, ["--data.dataset", str(dataset), "--output-dir", str(out), "--batch-size", "8",
+                             "--data.image_size", "32", *TINY_CNN, *overrides])
+    return run(cfg)
+
+
+def test_outputs_results_and_history(shapes_classification, tmp_path):
+    results = train(shapes_classification, tmp_path / "run", "--epochs", "2", "--log-every", "2")
+    out = tmp_path / "run"
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "results.json",
+                 "log_history.json", "train_config.yaml"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
+    assert read_json(out / "results.json") == results
+    n = sizes(shapes_classification)
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["test_num_samples"] == n["test"]
+    history = read_json(out / "log_history.json")
+    assert [h["epoch"] for h in history if "eval_accuracy" in h] == [1, 2]  # epochs completed
+    assert any("loss" in h and "lr" in h for h in history)
+    assert results["train_steps"] == 2 * batches(n["train"])
+    assert len(list((out / "checkpoints").glob("checkpoint-*"))) == 2
+
+
+def test_gradient_accumulation_counts_optimizer_steps(shapes_classification, tmp_path):
+    results = train(shapes_classification, tmp_path / "run", "--epochs", "1", "--grad-accum", "4",
+                    "--data.eval_split", "none")
+    assert results["train_steps"] == -(-batches(sizes(shapes_classification)["train"]) // 4)
+    assert "best_step" not in results
+
+
+def test_max_steps_stops_mid_epoch_and_still_evaluates(shapes_classification, tmp_path):
+    results = train(shapes_classification, tmp_path / "run", "--epochs", "5", "--max-steps", "3")
+    assert results["train_steps"] == 3 and results["best_step"] == 3
+
+
+def test_early_stopping_on_a_metric_that_cannot_improve(shapes_classification, tmp_path):
+    # a ViT (LayerNorm, no running statistics) with a vanishing lr never changes its predictions, so accuracy
+    # never improves after the first evaluation
+    results = train(shapes_classification, tmp_path / "run", "--epochs", "6", "--lr", "1e-12",
+                    "--early-stopping-patience", "2", "--scheduler", "constant", *TINY_VIT)
+    assert results["train_epochs"] == 3
+    assert results["best_step"] == batches(sizes(shapes_classification)["train"])  # the first evaluation
+
+
+def test_best_checkpoint_is_the_one_saved(shapes_classification, tmp_path):
+    """The saved model is the best epoch's: re-evaluating it on validation gives the best recorded metric."""
+    from transformers import AutoModelForImageClassification
+
+    import hf_tasks.models  # noqa: F401
+
+    results = train(shapes_classification, tmp_path / "run", "--epochs", "3", "--lr", "0.05",
+                    "--metric-for-best", "loss")
+    history = read_json(tmp_path / "run" / "log_history.json")
+    losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert results["best_eval_loss"] == pytest.approx(min(losses))
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "run")
+    from safetensors.torch import load_file
+
+    best = load_file(str(tmp_path / "run" / "checkpoints" / "best" / "model.safetensors"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, best[key]), key
+
+
+def test_existing_output_is_not_overwritten(shapes_classification, tmp_path):
+    train(shapes_classification, tmp_path / "run", "--epochs", "1")
+    with pytest.raises(HfTasksError, match="--overwrite"):
+        train(shapes_classification, tmp_path / "run", "--epochs", "1")
+    train(shapes_classification, tmp_path / "run", "--epochs", "1", "--overwrite")
+
+
+def test_tensorboard_tracker_writes_events(shapes_classification, tmp_path):
+    train(shapes_classification, tmp_path / "run", "--epochs", "1", "--report-to", "tensorboard")
+    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_missing_split_fails_naming_the_key(shapes_classification, tmp_path):
+    with pytest.raises(HfTasksError, match="data.eval_split.*no split 'valid'"):
+        train(shapes_classification, tmp_path / "run", "--data.eval_split", "valid")
+
+
+def test_freeze_backbone_trains_only_the_head(shapes_classification, tmp_path):
+    from hf_tasks.registry import get_task
+
+    cfg = load_config(None, ["--data.dataset", str(shapes_classification), "--model.name", "timm/test_resnet",
+                             "--model.pretrained", "false", "--model.freeze_backbone", "true"])
+    spec = get_task("classification")
+    bundle = spec.build_model(cfg, spec.load_data(cfg))
+    trainable = [name for name, p in bundle.model.named_parameters() if p.requires_grad]
+    assert trainable and all(name.startswith("timm_model.fc.") for name in trainable)
