@@ -1,4 +1,4 @@
-"""The ``hf-tasks`` command: build-dataset, train, evaluate, compare.
+"""The ``hf-tasks`` command: build-dataset, train, evaluate, compare, card.
 
 User mistakes (``HfTasksError``) print one ``error:`` line and exit with status 2, never a stack trace.
 """
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train a model from a recipe (see `hf-tasks train --help`)", add_help=False)
     add_evaluate_parser(sub)
     add_compare_parser(sub)
+    card = sub.add_parser("card", help="(re)write the model card README.md of a finished run folder")
+    card.add_argument("output_dir")
+    card.add_argument("--model-id", help="the repo id the usage snippet loads (default: the folder's path)")
     return parser
 
 
@@ -81,6 +84,11 @@ def dispatch(argv: list[str]) -> int:
         from hf_tasks.compare import run_compare
 
         return run_compare(args)
+    if args.command == "card":
+        from hf_tasks.cards import write_card
+
+        print(f"wrote {write_card(args.output_dir, args.model_id)}")
+        return 0
     raise HfTasksError(f"unknown command {args.command!r}")
 
 

@@ -100,6 +100,10 @@ def run_compare(args) -> int:
         if output.parent.is_dir():
             write_json(output, result)
             print(f"wrote {output}")
+            if (output.parent / "results.json").is_file() and output.name == "comparison.json":
+                from hf_tasks.cards import write_card
+
+                print(f"updated {write_card(output.parent)}")
     return 0
 
 

@@ -314,7 +314,11 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
                             run.output_dir, run.data)
     results: dict[str, Any] = {"train_steps": state.global_step, "train_epochs": state.epoch,
                                "train_runtime_s": round(state.train_seconds, 3),
-                               "train_samples": len(run.train_dataset), "num_processes": acc.num_processes}
+                               "train_samples": len(run.train_dataset), "num_processes": acc.num_processes,
+                               "dataset": run.cfg.data.dataset,
+                               "dataset_split_sizes": run.data.info.get("split_sizes", {})}
+    if run.bundle.label_names is not None:
+        results["label_names"] = list(run.bundle.label_names)
     if state.best_metric is not None:
         name, _ = best_metric(run.cfg, run.spec)
         results.update({f"best_eval_{name}": state.best_metric, "best_step": state.best_step})
@@ -327,6 +331,9 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
     if acc.is_main_process:
         write_json(run.output_dir / "results.json", results)
         write_json(run.output_dir / "log_history.json", state.log_history)
+        from hf_tasks.cards import write_card
+
+        write_card(run.output_dir)
     acc.wait_for_everyone()
     return results
 
