@@ -126,3 +126,19 @@ def test_freeze_backbone_trains_only_the_head(shapes_classification, tmp_path):
     bundle = spec.build_model(cfg, spec.load_data(cfg))
     trainable = [name for name, p in bundle.model.named_parameters() if p.requires_grad]
     assert trainable and all(name.startswith("timm_model.fc.") for name in trainable)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(shapes_classification, tmp_path):
+    results = train(shapes_classification, tmp_path / "run", "--max-steps", "2", "--mixed-precision", "bf16")
+    assert results["train_steps"] == 2 and 0 <= results["test_accuracy"] <= 1
+
+
+def test_worker_count_does_not_change_the_run(shapes_classification, tmp_path):
+    """Augmentation is seeded per (seed, epoch, sample), so data-loading workers give the same weights."""
+    from safetensors.torch import load_file
+
+    common = ("--epochs", "1", "--data.augment.preset", "keras", "--data.eval_split", "none")
+    train(shapes_classification, tmp_path / "w0", *common)
+    train(shapes_classification, tmp_path / "w2", *common, "--data.num_workers", "2")
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("w0", "w2"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
