@@ -41,13 +41,17 @@ def evaluate(accelerator, model: torch.nn.Module, loader, spec: TaskSpec, data: 
     return spec.compute_metrics(merged, data)
 
 
-def scalar_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+def scalar_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, int | float]:
     """The finite scalar entries of ``metrics``, prefixed: what trackers and progress bars can show."""
     flat = {}
     for key, value in metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            flat[f"{prefix}{key}"] = float(value)
+            flat[f"{prefix}{key}"] = value
     return flat
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
 
 
 def prefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from hf_tasks import checkpoint as ckpt
 from hf_tasks.config import TrainConfig
 from hf_tasks.errors import HfTasksError
-from hf_tasks.evaluation import evaluate, make_loader, prefixed, scalar_metrics
+from hf_tasks.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
 from hf_tasks.optim import build_optimizer, build_scheduler
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, get_task
 
@@ -237,7 +237,7 @@ def end_of_epoch(run: Run, state: TrainState) -> bool:
         scalars = scalar_metrics(metrics, "eval_")
         state.log_history.append({"step": state.global_step, "epoch": state.epoch, **scalars})
         run.accelerator.log({k.replace("eval_", "eval/"): v for k, v in scalars.items()}, step=state.global_step)
-        run.accelerator.print(f"epoch {state.epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+        run.accelerator.print(f"epoch {state.epoch}: {format_metrics(scalars)}")
         stop = update_best(run, state, metrics)
     save(run, state)  # at the step of an in-epoch checkpoint too: this one also records the evaluation
     return stop
@@ -327,7 +327,7 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
         results.update(prefixed(metrics, "test_"))
         acc.log({k.replace("test_", "test/"): v for k, v in scalar_metrics(metrics, "test_").items()},
                 step=state.global_step)
-        acc.print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in scalar_metrics(metrics, "test_").items()))
+        acc.print(f"test: {format_metrics(scalar_metrics(metrics, 'test_'))}")
     if acc.is_main_process:
         write_json(run.output_dir / "results.json", results)
         write_json(run.output_dir / "log_history.json", state.log_history)
