@@ -178,11 +178,14 @@ def plot_curves(history: list[dict], path: Path) -> None:
         axes[0].plot(*zip(*train), label="train loss")
     if evals and "eval_loss" in evals[0]:
         axes[0].plot([h["step"] for h in evals], [h["eval_loss"] for h in evals], marker="o", label="eval loss")
-    axes[0].set_xlabel("step"), axes[0].legend(), axes[0].set_title("loss")
+    axes[0].set_xlabel("step"), axes[0].set_title("loss")
     for key in ("eval_accuracy", "eval_macro_f1"):
         if evals and key in evals[0]:
             axes[1].plot([h["step"] for h in evals], [h[key] for h in evals], marker="o", label=key)
-    axes[1].set_xlabel("step"), axes[1].set_ylim(0, 1.02), axes[1].legend(), axes[1].set_title("evaluation")
+    axes[1].set_xlabel("step"), axes[1].set_ylim(0, 1.02), axes[1].set_title("evaluation")
+    for axis in axes:
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

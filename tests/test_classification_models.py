@@ -196,3 +196,51 @@ def test_label_mapped_classifier_sums_class_probabilities():
     assert groups == [[0, 1], [2]]
     logits = LabelMappedClassifier(Fixed(), groups)(torch.zeros(1)).logits
     assert torch.allclose(logits.exp(), torch.tensor([[0.4, 0.35]]))
+
+
+TINY_RESNET = ["--model.name", "resnet-tiny", "--model.pretrained", "false", "--data.image_size", "32",
+               "--model.config", "{model_type: resnet, embedding_size: 8, hidden_sizes: [8, 16], depths: [1, 1]}"]
+
+
+def test_tiny_transformers_resnet_trains_and_reloads(shapes_classification, tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    out = tmp_path / "resnet"
+    _train("--data.dataset", str(shapes_classification), "--output-dir", str(out), "--max-steps", "2",
+           "--batch-size", "8", *TINY_RESNET)
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert type(model).__name__ == "ResNetForImageClassification" and model.config.num_labels == 4
+
+
+def test_pretrained_checkpoint_gets_a_new_head_and_keeps_its_backbone(shapes_classification, tmp_path):
+    """The online path (from_pretrained on an ImageNet checkpoint), exercised on a local 1000-class checkpoint."""
+    from safetensors.torch import load_file
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    from hf_tasks.registry import get_task
+
+    source = tmp_path / "imagenet_vit"
+    ViTForImageClassification(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                        intermediate_size=32, image_size=32, patch_size=8, num_labels=1000)
+                              ).save_pretrained(source)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(source)
+    cfg = load_config(None, ["--data.dataset", str(shapes_classification), "--model.name", str(source),
+                             "--model.freeze_backbone", "true"])
+    spec = get_task("classification")
+    bundle = spec.build_model(cfg, spec.load_data(cfg))
+    assert bundle.model.classifier.out_features == 4
+    assert bundle.model.config.id2label == {0: "circle", 1: "square", 2: "triangle", 3: "star"}
+    original = load_file(str(source / "model.safetensors"))
+    state = bundle.model.state_dict()
+    assert torch.equal(state["vit.embeddings.patch_embeddings.projection.weight"],
+                       original["vit.embeddings.patch_embeddings.projection.weight"])
+    assert [n for n, p in bundle.model.named_parameters() if p.requires_grad] == ["classifier.weight",
+                                                                                   "classifier.bias"]
+
+
+def test_unreachable_hub_model_is_one_clear_error(shapes_classification, tmp_path):
+    from hf_tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'model.name' 'google/vit-base-patch16-224-in21k' could not be loaded"):
+        _train("--data.dataset", str(shapes_classification), "--output-dir", str(tmp_path / "o"),
+               "--model.name", "google/vit-base-patch16-224-in21k")
