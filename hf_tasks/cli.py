@@ -19,7 +19,7 @@ def guarded(fn: Callable[..., int], *args) -> int:
         return fn(*args)
     except HfTasksError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

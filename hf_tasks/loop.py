@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.errors import HfTasksError
 from hf_tasks.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
 from hf_tasks.optim import build_optimizer, build_scheduler
+from hf_tasks.preemption import Preempted, stop_on_signals
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, get_task
 
 BEST_DIR = "best"
@@ -59,6 +61,7 @@ class Run:
     train_dataset: Any
     total_steps: int
     output_dir: Path
+    stop_flag: Any = None  # hf_tasks.preemption.StopFlag while training
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -89,7 +92,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if accelerator.is_main_process:
         cfg.save(output_dir / "train_config.yaml")
     accelerator.init_trackers("hf-tasks", config=_tracker_config(cfg))
-    train_epochs(run, state)
+    with stop_on_signals() as run.stop_flag:
+        train_epochs(run, state)
     results = finish(run, state)
     accelerator.end_training()
     return results
@@ -193,6 +197,7 @@ def train_one_epoch(run: Run, state: TrainState, bar) -> bool:
             loss_sum, loss_count = torch.zeros((), device=acc.device), 0
         if state.global_step >= run.total_steps:
             break
+        stop_if_signalled(run, state, started)
         if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
             state.train_seconds += time.perf_counter() - started
             started = time.perf_counter()
@@ -201,6 +206,18 @@ def train_one_epoch(run: Run, state: TrainState, bar) -> bool:
     if state.batches_done >= len(run.loaders["train"]):
         state.epoch, state.batches_done = state.epoch + 1, 0
     return state.global_step >= run.total_steps
+
+
+def stop_if_signalled(run: Run, state: TrainState, started: float) -> None:
+    """On SIGTERM/SIGINT (any process), save a resumable checkpoint at this step and stop every process."""
+    signum = run.stop_flag.agreed(run.accelerator) if run.stop_flag is not None else None
+    if signum is None:
+        return
+    state.train_seconds += time.perf_counter() - started
+    save(run, state)
+    name = signal.Signals(signum).name
+    raise Preempted(f"stopped by {name} at step {state.global_step}; checkpoint saved in "
+                    f"{ckpt.checkpoint_dir(run.output_dir)}: continue with --resume auto", signum)
 
 
 def check_finite(run: Run, loss: torch.Tensor, state: TrainState, batch: dict) -> None:

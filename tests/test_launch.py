@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -68,8 +70,8 @@ def test_bad_override_is_one_clear_error(odd_dataset, tmp_path):
     assert f'File "{REPO / "hf_tasks"}' not in proc.stderr
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(launch_cmd(args), env=subprocess_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+def _start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=subprocess_env(), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -84,14 +86,39 @@ def _wait_for_checkpoint(proc: subprocess.Popen, root, timeout: float = 180.0) -
     raise AssertionError("no checkpoint appeared")
 
 
-@pytest.mark.parametrize("checkpointing", [[], ["--checkpoint-every", "5"]], ids=["epoch", "mid-epoch"])
-def test_killed_run_resumes_to_the_same_final_metrics(odd_dataset, tmp_path, checkpointing):
-    common = ["--epochs", "8", "--seed", "7", "--data.augment.preset", "keras", *checkpointing]
-    reference = tmp_path / "reference"
-    run_launch(train_args(odd_dataset, reference, *common))
+@pytest.fixture(scope="module")
+def reference_runs(odd_dataset, tmp_path_factory):
+    """Uninterrupted runs, keyed by checkpointing mode, that interrupted runs must reproduce exactly."""
+    cache = {}
 
+    def get(mode: str, common: list[str]):
+        if mode not in cache:
+            out = tmp_path_factory.mktemp("reference") / mode
+            run_launch(train_args(odd_dataset, out, *common))
+            cache[mode] = out
+        return cache[mode]
+
+    return get
+
+
+def _assert_same_run(reference, resumed) -> None:
+    expected, got = read_json(reference / "results.json"), read_json(resumed / "results.json")
+    for key in ("train_runtime_s", "num_processes", "dataset"):
+        expected.pop(key), got.pop(key)
+    assert got == expected
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(reference / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.parametrize("checkpointing", [[], ["--checkpoint-every", "5"]], ids=["epoch", "mid-epoch"])
+def test_killed_run_resumes_to_the_same_final_metrics(odd_dataset, tmp_path, checkpointing, reference_runs):
+    """SIGKILL (nothing runs after it) loses at most the work since the last complete checkpoint."""
+    common = ["--epochs", "8", "--seed", "7", "--data.augment.preset", "keras", *checkpointing]
+    reference = reference_runs("mid" if checkpointing else "epoch", common)
     killed = tmp_path / "killed"
-    proc = _start(train_args(odd_dataset, killed, *common))
+    proc = _start(launch_cmd(train_args(odd_dataset, killed, *common)))
     _wait_for_checkpoint(proc, killed)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -99,11 +126,22 @@ def test_killed_run_resumes_to_the_same_final_metrics(odd_dataset, tmp_path, che
 
     resumed = run_launch(train_args(odd_dataset, killed, *common, "--resume", "auto"))
     assert "resumed from" in resumed.stdout
-    expected, got = read_json(reference / "results.json"), read_json(killed / "results.json")
-    for key in ("train_runtime_s", "num_processes"):
-        expected.pop(key), got.pop(key)
-    assert got == expected
-    from safetensors.torch import load_file
+    _assert_same_run(reference, killed)
 
-    a, b = load_file(str(reference / "model.safetensors")), load_file(str(killed / "model.safetensors"))
-    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+def test_sigterm_saves_a_checkpoint_then_resume_matches(odd_dataset, tmp_path, reference_runs):
+    """SIGTERM to the training process: it finishes the step, checkpoints it, exits 143, and resumes exactly."""
+    common = ["--epochs", "8", "--seed", "7", "--data.augment.preset", "keras", "--checkpoint-every", "5"]
+    reference = reference_runs("mid", common)
+    stopped = tmp_path / "stopped"
+    proc = _start([sys.executable, "-m", *train_args(odd_dataset, stopped, *common)])
+    _wait_for_checkpoint(proc, stopped)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    match = re.search(r"error: stopped by SIGTERM at step (\d+); checkpoint saved", stderr)
+    assert match, stderr[-3000:]
+    assert (stopped / "checkpoints" / f"checkpoint-{match.group(1)}" / "COMPLETE").is_file()
+    assert not (stopped / "results.json").exists()
+    run_launch(train_args(odd_dataset, stopped, *common, "--resume", "auto"))
+    _assert_same_run(reference, stopped)

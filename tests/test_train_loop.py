@@ -142,3 +142,25 @@ def test_worker_count_does_not_change_the_run(shapes_classification, tmp_path):
     train(shapes_classification, tmp_path / "w2", *common, "--data.num_workers", "2")
     a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("w0", "w2"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_loss_stops_with_step_and_sample_ids(shapes_classification, tmp_path, monkeypatch):
+    import dataclasses
+
+    import hf_tasks.loop as loop
+    from hf_tasks.registry import get_task
+
+    spec = get_task("classification")
+    calls = {"n": 0}
+
+    def poisoned_forward(model, batch):
+        calls["n"] += 1
+        out = spec.forward(model, batch)
+        return {"loss": out["loss"] * float("nan")} if calls["n"] == 3 else out
+
+    monkeypatch.setattr(loop, "get_task", lambda name: dataclasses.replace(spec, forward=poisoned_forward))
+    with pytest.raises(HfTasksError, match=r"non-finite loss at step 3 \(epoch 0, sample ids \[\d+(, \d+)*\]"):
+        train(shapes_classification, tmp_path / "run", "--epochs", "2", "--checkpoint-every", "2")
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2"]  # the last good one, nothing written after the fault
+    assert not (tmp_path / "run" / "model.safetensors").exists()
