@@ -146,6 +146,7 @@ def resume(run: Run, resume_from: str) -> TrainState:
     if path is None:
         run.accelerator.print(f"--resume {resume_from}: no complete checkpoint in {run.output_dir}; starting fresh")
         return TrainState()
+    check_same_run(run.cfg, run.output_dir)
     state = TrainState(**ckpt.read_state(path))
     try:
         run.accelerator.load_state(str(path))
@@ -153,6 +154,35 @@ def resume(run: Run, resume_from: str) -> TrainState:
         raise HfTasksError(f"checkpoint {path} is corrupt or does not match this model: {err}") from None
     run.accelerator.print(f"resumed from {path} (epoch {state.epoch}, step {state.global_step})")
     return state
+
+
+def check_same_run(cfg: TrainConfig, output_dir: Path) -> None:
+    """Resuming continues *this* run: the task, model and data must match; other changes are listed."""
+    import yaml
+
+    saved_file = output_dir / "train_config.yaml"
+    if not saved_file.is_file():
+        return
+    saved, current = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(cfg.to_dict())
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
+                     and k not in ("resume", "overwrite"))
+    fixed = [k for k in changed if k == "task" or k.startswith(("model.", "data.dataset"))]
+    if fixed:
+        raise HfTasksError(f"--resume: {', '.join(fixed)} differ from the run in {output_dir} "
+                           f"({', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in fixed)}); "
+                           "resume with the same settings or train into a new output_dir")
+    if changed:
+        print(f"--resume: continuing with changed settings: {', '.join(changed)}")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and not f"{prefix}{key}" == "model.config":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def train_epochs(run: Run, state: TrainState) -> None:

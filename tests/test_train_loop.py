@@ -164,3 +164,12 @@ def test_non_finite_loss_stops_with_step_and_sample_ids(shapes_classification, t
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-2"]  # the last good one, nothing written after the fault
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resume_refuses_a_different_model(shapes_classification, tmp_path):
+    train(shapes_classification, tmp_path / "run", "--epochs", "1")
+    with pytest.raises(HfTasksError, match="model.name differ from the run"):
+        train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto",
+              "--model.name", "timm/test_resnet")
+    results = train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto")
+    assert results["train_epochs"] == 2  # more epochs on resume is a legitimate change
