@@ -17,6 +17,7 @@ from typing import Any
 from hf_tasks.errors import HfTasksError
 
 COMPLETE = "COMPLETE"
+BEST_DIR = "best"  # the best weights so far; never rotated away
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -102,3 +103,60 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def save_best_weights(accelerator, model, output_dir: str | Path) -> None:
+    """Write the best weights atomically into ``checkpoints/best`` (all processes call this)."""
+    root = checkpoint_dir(output_dir)
+    tmp, final = root / ".tmp-best", root / BEST_DIR
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_model(model, str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+
+
+def load_best_weights(model, output_dir: str | Path) -> bool:
+    """Load ``checkpoints/best`` into an unwrapped model; False when no evaluation ever ran."""
+    from safetensors.torch import load_file
+
+    shards = sorted((checkpoint_dir(output_dir) / BEST_DIR).glob("*.safetensors"))
+    if not shards:
+        return False
+    state_dict = {}
+    for shard in shards:
+        state_dict.update(load_file(str(shard)))
+    model.load_state_dict(state_dict)
+    return True
+
+
+def check_same_run(current: dict[str, Any], output_dir: Path) -> None:
+    """Resuming continues *this* run: the task, model and data must match; other changes are listed."""
+    import yaml
+
+    saved_file = Path(output_dir) / "train_config.yaml"
+    if not saved_file.is_file():
+        return
+    saved, now = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(current)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in ("resume", "overwrite"))
+    fixed = [k for k in changed if k == "task" or k.startswith(("model.", "data.dataset"))]
+    if fixed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in fixed)
+        raise HfTasksError(f"--resume: {', '.join(fixed)} differ from the run in {output_dir} ({details}); "
+                           "resume with the same settings or train into a new output_dir")
+    if changed:
+        print(f"--resume: continuing with changed settings: {', '.join(changed)}")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and f"{prefix}{key}" != "model.config":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -27,7 +27,6 @@ from hf_tasks.optim import build_optimizer, build_scheduler
 from hf_tasks.preemption import Preempted, stop_on_signals
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, get_task
 
-BEST_DIR = "best"
 OUTPUT_MARKERS = ("results.json", "log_history.json", "checkpoints", "train_config.yaml")
 
 
@@ -146,7 +145,7 @@ def resume(run: Run, resume_from: str) -> TrainState:
     if path is None:
         run.accelerator.print(f"--resume {resume_from}: no complete checkpoint in {run.output_dir}; starting fresh")
         return TrainState()
-    check_same_run(run.cfg, run.output_dir)
+    ckpt.check_same_run(run.cfg.to_dict(), run.output_dir)
     state = TrainState(**ckpt.read_state(path))
     try:
         run.accelerator.load_state(str(path))
@@ -154,35 +153,6 @@ def resume(run: Run, resume_from: str) -> TrainState:
         raise HfTasksError(f"checkpoint {path} is corrupt or does not match this model: {err}") from None
     run.accelerator.print(f"resumed from {path} (epoch {state.epoch}, step {state.global_step})")
     return state
-
-
-def check_same_run(cfg: TrainConfig, output_dir: Path) -> None:
-    """Resuming continues *this* run: the task, model and data must match; other changes are listed."""
-    import yaml
-
-    saved_file = output_dir / "train_config.yaml"
-    if not saved_file.is_file():
-        return
-    saved, current = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(cfg.to_dict())
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k)
-                     and k not in ("resume", "overwrite"))
-    fixed = [k for k in changed if k == "task" or k.startswith(("model.", "data.dataset"))]
-    if fixed:
-        raise HfTasksError(f"--resume: {', '.join(fixed)} differ from the run in {output_dir} "
-                           f"({', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in fixed)}); "
-                           "resume with the same settings or train into a new output_dir")
-    if changed:
-        print(f"--resume: continuing with changed settings: {', '.join(changed)}")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and not f"{prefix}{key}" == "model.config":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def train_epochs(run: Run, state: TrainState) -> None:
@@ -317,31 +287,11 @@ def best_metric(cfg: TrainConfig, spec: TaskSpec) -> tuple[str, bool]:
 
 
 def save_best_weights(run: Run) -> None:
-    """Write the best weights atomically into ``checkpoints/best`` (never rotated away)."""
-    acc, root = run.accelerator, ckpt.checkpoint_dir(run.output_dir)
-    tmp, final = root / ".tmp-best", root / BEST_DIR
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    acc.save_model(run.model, str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-    acc.wait_for_everyone()
+    ckpt.save_best_weights(run.accelerator, run.model, run.output_dir)
 
 
 def load_best_weights(run: Run) -> None:
-    from safetensors.torch import load_file
-
-    best = ckpt.checkpoint_dir(run.output_dir) / BEST_DIR
-    shards = sorted(best.glob("*.safetensors"))
-    if not shards:
-        return
-    state_dict = {}
-    for shard in shards:
-        state_dict.update(load_file(str(shard)))
-    run.accelerator.unwrap_model(run.model).load_state_dict(state_dict)
+    ckpt.load_best_weights(run.accelerator.unwrap_model(run.model), run.output_dir)
 
 
 def save(run: Run, state: TrainState) -> None:
