@@ -36,6 +36,17 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """In-process runs each build an Accelerator; accelerate keeps process-wide singletons to reset."""
+    yield
+    if "accelerate.state" in sys.modules:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+
 @pytest.fixture(scope="session")
 def shapes_classification(tmp_path_factory):
     """A small, visually distinct 3-class shapes dataset in save_to_disk format."""

@@ -12,15 +12,6 @@ from hf_tasks.config import load_config
 from tests.helpers import REPO, read_json, subprocess_env
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 @pytest.fixture(scope="module")
 def trained_cnn(shapes_classification, tmp_path_factory):
     from hf_tasks.loop import train

@@ -17,15 +17,6 @@ TINY_VIT = ["--model.name", "vit-tiny", "--model.pretrained", "false", "--model.
 TINY_TIMM = ["--model.name", "timm/test_resnet", "--model.pretrained", "false", "--data.image_size", "32"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 @pytest.fixture(scope="module")
 def two_class_folder(tmp_path_factory):
     """A raw class-per-folder tree of circles and squares, built into a dataset, plus held-out images."""

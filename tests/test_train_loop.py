@@ -16,15 +16,6 @@ TINY_CNN = ["--model.name", "small_cnn", "--model.pretrained", "false",
             "--model.config", "{hidden_sizes: [8, 16], convs_per_stage: 1, dropout: 0.0}"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
 def sizes(dataset) -> dict[str, int]:
     import datasets
 
