@@ -30,15 +30,20 @@ def evaluate(accelerator, model: torch.nn.Module, loader, spec: TaskSpec, data: 
     """Run ``spec.predict`` over a prepared loader and compute the task's metrics on every process."""
     was_training = model.training
     model.eval()
-    outputs: dict[str, list[torch.Tensor]] = defaultdict(list)
+    tensors: dict[str, list[torch.Tensor]] = defaultdict(list)
+    objects: list = []
     bar = tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process)
     for batch in bar:
-        gathered = accelerator.gather_for_metrics(spec.predict(model, batch))
-        for key, value in gathered.items():
-            outputs[key].append(value.detach().cpu())
-    merged = {key: torch.cat(values) for key, values in outputs.items()}
+        predicted = spec.predict(model, batch)
+        if isinstance(predicted, dict):
+            for key, value in accelerator.gather_for_metrics(predicted).items():
+                tensors[key].append(value.detach().cpu())
+        else:  # one picklable object per sample: variable-size boxes, generated strings
+            objects.extend(accelerator.gather_for_metrics(list(predicted), use_gather_object=True))
     model.train(was_training)
-    return spec.compute_metrics(merged, data)
+    if objects:
+        return spec.compute_metrics(objects, data)
+    return spec.compute_metrics({key: torch.cat(values) for key, values in tensors.items()}, data)
 
 
 def scalar_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, int | float]:

@@ -25,7 +25,7 @@ from hf_tasks.errors import HfTasksError
 from hf_tasks.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
 from hf_tasks.optim import build_optimizer, build_scheduler
 from hf_tasks.preemption import Preempted, stop_on_signals
-from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, get_task
+from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks, get_task
 
 OUTPUT_MARKERS = ("results.json", "log_history.json", "checkpoints", "train_config.yaml")
 
@@ -61,6 +61,12 @@ class Run:
     total_steps: int
     output_dir: Path
     stop_flag: Any = None  # hf_tasks.preemption.StopFlag while training
+    hooks: TrainHooks = field(default_factory=TrainHooks)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is evaluated, kept as best and saved: the task's EMA copy, or the trained model itself."""
+        return self.hooks.model_for_eval(self.model)
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -136,8 +142,11 @@ def setup_run(cfg: TrainConfig, accelerator, output_dir: Path) -> Run:
         total_steps = min(total_steps, cfg.max_steps)
     scheduler = build_scheduler(optimizer, cfg.optim, total_steps, steps_per_epoch)
     accelerator.register_for_checkpointing(scheduler)
+    hooks = spec.make_hooks(cfg, model) if spec.make_hooks else TrainHooks()
+    if spec.make_hooks:
+        accelerator.register_for_checkpointing(hooks)
     return Run(cfg, spec, data, bundle, accelerator, model, optimizer, scheduler, loaders, datasets["train"],
-               total_steps, output_dir)
+               total_steps, output_dir, hooks=hooks)
 
 
 def resume(run: Run, resume_from: str) -> TrainState:
@@ -191,6 +200,7 @@ def train_one_epoch(run: Run, state: TrainState, bar) -> bool:
         if not acc.optimizer_step_was_skipped:
             run.scheduler.step()
         state.global_step += 1
+        run.hooks.after_step(model, state.global_step)
         bar.update(1)
         if state.global_step % cfg.log_every == 0 or state.global_step == run.total_steps:
             log_loss(run, state, loss_sum / loss_count, bar)
@@ -250,7 +260,7 @@ def end_of_epoch(run: Run, state: TrainState) -> bool:
     """
     stop = False
     if "eval" in run.loaders:
-        metrics = evaluate(run.accelerator, run.model, run.loaders["eval"], run.spec, run.data, desc="eval")
+        metrics = evaluate(run.accelerator, run.eval_model, run.loaders["eval"], run.spec, run.data, desc="eval")
         scalars = scalar_metrics(metrics, "eval_")
         state.log_history.append({"step": state.global_step, "epoch": state.epoch, **scalars})
         run.accelerator.log({k.replace("eval_", "eval/"): v for k, v in scalars.items()}, step=state.global_step)
@@ -287,11 +297,11 @@ def best_metric(cfg: TrainConfig, spec: TaskSpec) -> tuple[str, bool]:
 
 
 def save_best_weights(run: Run) -> None:
-    ckpt.save_best_weights(run.accelerator, run.model, run.output_dir)
+    ckpt.save_best_weights(run.accelerator, run.eval_model, run.output_dir)
 
 
 def load_best_weights(run: Run) -> None:
-    ckpt.load_best_weights(run.accelerator.unwrap_model(run.model), run.output_dir)
+    ckpt.load_best_weights(run.accelerator.unwrap_model(run.eval_model), run.output_dir)
 
 
 def save(run: Run, state: TrainState) -> None:
@@ -305,7 +315,7 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
     acc = run.accelerator
     acc.wait_for_everyone()
     load_best_weights(run)
-    unwrapped = acc.unwrap_model(run.model)
+    unwrapped = acc.unwrap_model(run.eval_model)
     if acc.is_main_process:
         run.spec.save_model(ModelBundle(unwrapped, run.bundle.processor, run.bundle.label_names),
                             run.output_dir, run.data)
@@ -320,7 +330,7 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
         name, _ = best_metric(run.cfg, run.spec)
         results.update({f"best_eval_{name}": state.best_metric, "best_step": state.best_step})
     if "test" in run.loaders:
-        metrics = evaluate(acc, run.model, run.loaders["test"], run.spec, run.data, desc="test")
+        metrics = evaluate(acc, run.eval_model, run.loaders["test"], run.spec, run.data, desc="test")
         results.update(prefixed(metrics, "test_"))
         acc.log({k.replace("test_", "test/"): v for k, v in scalar_metrics(metrics, "test_").items()},
                 step=state.global_step)

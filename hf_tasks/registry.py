@@ -45,6 +45,10 @@ class TaskSpec:
     - ``forward(model, batch) -> {"loss": ...}``; ``predict(model, batch) -> {name: per-sample tensor}``.
     - ``compute_metrics(outputs, data) -> {metric: value}`` on the gathered ``predict`` outputs.
     - ``save_model(bundle, path, data)``: the loadable output folder (safetensors only).
+    - ``make_hooks(cfg, model) -> TrainHooks`` (optional): per-step extras such as an EMA of the weights.
+
+    ``predict`` returns either a dict of per-sample tensors (equal shapes across processes) or a list with one
+    picklable object per sample (boxes, strings); both are gathered without duplicates.
     """
 
     name: str
@@ -60,6 +64,28 @@ class TaskSpec:
     predict: Callable[[torch.nn.Module, dict], dict]
     compute_metrics: Callable[[dict, TaskData], dict]
     save_model: Callable[[ModelBundle, Path, TaskData], None]
+    make_hooks: Callable[[TrainConfig, torch.nn.Module], TrainHooks] | None = None
+
+
+class TrainHooks:
+    """Optional per-task extras in the shared loop; the defaults do nothing.
+
+    A task returning hooks with state (e.g. an EMA) gets them saved in every checkpoint through
+    ``state_dict``/``load_state_dict``, so a resumed run continues exactly.
+    """
+
+    def after_step(self, model: torch.nn.Module, step: int) -> None:
+        """Called after every optimizer step with the (prepared) model."""
+
+    def model_for_eval(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to evaluate and to keep as best/final weights (an EMA copy, or the model itself)."""
+        return model
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 @dataclass

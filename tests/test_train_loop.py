@@ -164,3 +164,40 @@ def test_resume_refuses_a_different_model(shapes_classification, tmp_path):
               "--model.name", "timm/test_resnet")
     results = train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto")
     assert results["train_epochs"] == 2  # more epochs on resume is a legitimate change
+
+
+class CountingHooks:
+    """Hooks with state: counts optimizer steps; the count must survive a checkpoint and resume."""
+
+    instances: list = []
+
+    def __init__(self):
+        self.steps, self.evaluated = 0, 0
+        CountingHooks.instances.append(self)
+
+    def after_step(self, model, step):
+        self.steps += 1
+
+    def model_for_eval(self, model):
+        self.evaluated += 1
+        return model
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+def test_task_hooks_run_every_step_and_resume_with_their_state(shapes_classification, tmp_path, monkeypatch):
+    import dataclasses
+
+    import hf_tasks.loop as loop
+    from hf_tasks.registry import get_task
+
+    spec = dataclasses.replace(get_task("classification"), make_hooks=lambda cfg, model: CountingHooks())
+    monkeypatch.setattr(loop, "get_task", lambda name: spec)
+    first = train(shapes_classification, tmp_path / "run", "--epochs", "1")
+    assert CountingHooks.instances[-1].steps == first["train_steps"] and CountingHooks.instances[-1].evaluated > 0
+    second = train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto")
+    assert CountingHooks.instances[-1].steps == second["train_steps"] == 2 * first["train_steps"]
