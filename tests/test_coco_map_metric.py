@@ -1,0 +1,329 @@
+"""The coco_map evaluate module: its 12 stats equal pycocotools' COCOeval run directly, on hand-built and random
+cases (empty images, classes never predicted or never present, crowd regions), and its per-class
+precision/recall equal a brute-force sweep over pycocotools' own IoU-0.5 matches."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from hf_tasks.metrics import available_metrics, load_metric
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STATS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
+         "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
+BACKENDS = ["faster_coco_eval", "pycocotools"]
+
+
+@pytest.fixture(scope="module")
+def metric():
+    return load_metric("coco_map")
+
+
+def _pycocotools_eval(preds: list[dict], refs: list[dict], num_labels: int) -> COCOeval:
+    """The reference: pycocotools COCOeval on the same images, written independently of the module."""
+    anns, dets = [], []
+    for i, ref in enumerate(refs):
+        boxes = np.asarray(ref["boxes"], float).reshape(-1, 4)
+        crowd = ref.get("iscrowd", [0] * len(boxes))
+        area = ref.get("area", [b[2] * b[3] for b in boxes.tolist()])
+        for box, label, c, a in zip(boxes.tolist(), ref["labels"], crowd, area):
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(label), "bbox": box,
+                         "area": float(a), "iscrowd": int(c)})
+    for i, pred in enumerate(preds):
+        for box, score, label in zip(np.asarray(pred["boxes"], float).reshape(-1, 4).tolist(), pred["scores"],
+                                     pred["labels"]):
+            dets.append({"image_id": i, "category_id": int(label), "bbox": box, "score": float(score)})
+    images = [{"id": i} for i in range(len(refs))]
+    categories = [{"id": k} for k in range(num_labels)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": images, "categories": categories, "annotations": anns}
+        gt.createIndex()
+        if dets:
+            dt = gt.loadRes(dets)
+        else:  # pycocotools' loadRes cannot take an empty list
+            dt = COCO()
+            dt.dataset = {"images": images, "categories": categories, "annotations": []}
+            dt.createIndex()
+        coco_eval = COCOeval(gt, dt, "bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return coco_eval
+
+
+def _brute_force_pr(coco_eval: COCOeval, num_labels: int) -> tuple[list, list, float | None]:
+    """Shared-threshold max-mean-F1 precision/recall from pycocotools' evalImgs (IoU 0.5, area all, 100 dets)."""
+    scores = [[] for _ in range(num_labels)]
+    tps = [[] for _ in range(num_labels)]
+    num_gt = np.zeros(num_labels, int)
+    for e in coco_eval.evalImgs:
+        if e is None or e["aRng"] != coco_eval.params.areaRng[0]:
+            continue
+        k = e["category_id"]
+        num_gt[k] += int(np.sum(np.asarray(e["gtIgnore"]) == 0))
+        for s, m, ig in zip(e["dtScores"], e["dtMatches"][0], e["dtIgnore"][0]):
+            if not ig:
+                scores[k].append(s)
+                tps[k].append(m > 0)
+    with_gt = [k for k in range(num_labels) if num_gt[k]]
+    thresholds = sorted({s for k in with_gt for s in scores[k]})
+
+    def counts(k: int, t: float) -> tuple[int, int]:
+        kept = [tp for s, tp in zip(scores[k], tps[k]) if s >= t]
+        return len(kept), sum(kept)
+
+    best_t, best_f1 = None, -1.0
+    for t in thresholds:
+        f1 = sum(2 * counts(k, t)[1] / (counts(k, t)[0] + num_gt[k]) for k in with_gt)
+        if f1 > best_f1:
+            best_t, best_f1 = t, f1
+    precision, recall = [None] * num_labels, [None] * num_labels
+    for k in with_gt:
+        kept, tp = counts(k, best_t) if best_t is not None else (0, 0)
+        precision[k], recall[k] = (tp / kept if kept else 0.0), tp / num_gt[k]
+    return precision, recall, best_t
+
+
+def _random_case(seed: int, num_images: int = 20, num_labels: int = 5) -> tuple[list[dict], list[dict]]:
+    """Random boxes of all sizes; noisy, duplicated and spurious detections; crowd regions; empty images.
+
+    Class ``num_labels - 1`` is never predicted and class ``num_labels - 2`` never has ground truth.
+    """
+    rng = np.random.default_rng(seed)
+    preds, refs = [], []
+    for _ in range(num_images):
+        n_gt = int(rng.choice([0, 0, 1, 3, 6]))
+        xy = rng.uniform(0, 400, (n_gt, 2))
+        wh = np.exp(rng.uniform(np.log(4), np.log(250), (n_gt, 2)))
+        gt_boxes = np.concatenate([xy, wh], axis=1)
+        gt_labels = rng.choice([0, 1, 2, num_labels - 1], n_gt)
+        ref = {"boxes": gt_boxes.tolist(), "labels": gt_labels.tolist(),
+               "iscrowd": (rng.random(n_gt) < 0.1).astype(int).tolist()}
+        if rng.random() < 0.3:
+            ref["area"] = (wh.prod(axis=1) * rng.uniform(0.3, 1.0, n_gt)).tolist()  # e.g. a mask area
+        keep = rng.random(n_gt) < 0.8
+        noisy = gt_boxes[keep] + rng.normal(0, 0.08, (keep.sum(), 4)) * np.tile(gt_boxes[keep, 2:], 2)
+        noisy[:, 2:] = np.maximum(noisy[:, 2:], 1.0)
+        n_fp = int(rng.integers(0, 4))
+        spurious = np.concatenate([rng.uniform(0, 400, (n_fp, 2)), rng.uniform(4, 150, (n_fp, 2))], axis=1)
+        labels = np.concatenate([gt_labels[keep], rng.integers(0, num_labels - 1, n_fp)])
+        labels[rng.random(len(labels)) < 0.1] = num_labels - 2
+        labels[labels == num_labels - 1] = 0
+        boxes = np.concatenate([noisy, spurious])
+        pred = {"boxes": boxes.tolist(), "scores": rng.random(len(boxes)).round(2).tolist(), "labels": labels.tolist()}
+        if rng.random() < 0.15:
+            pred = {"boxes": [], "scores": [], "labels": []}
+        preds.append(pred)
+        refs.append(ref)
+    return preds, refs
+
+
+def _assert_stats_equal(out: dict, coco_eval: COCOeval) -> None:
+    for name, expected in zip(STATS, coco_eval.stats):
+        assert math.isclose(out[name], expected, abs_tol=1e-9), (name, out[name], expected)
+
+
+def _assert_lists_close(ours: list, theirs: list) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert (a is None) == (b is None or (isinstance(b, float) and math.isnan(b))), (ours, theirs)
+        if a is not None:
+            assert math.isclose(a, b, abs_tol=1e-9), (ours, theirs)
+
+
+def test_listed() -> None:
+    assert "coco_map" in available_metrics()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(12))
+def test_random_cases_match_pycocotools(metric, seed: int, backend: str) -> None:
+    preds, refs = _random_case(seed)
+    out = metric.compute(predictions=preds, references=refs, num_labels=5, backend=backend)
+    coco_eval = _pycocotools_eval(preds, refs, 5)
+    _assert_stats_equal(out, coco_eval)
+    precision = coco_eval.eval["precision"][:, :, :, 0, -1]
+    expected_ap = [float(np.mean(p[p > -1])) if (p > -1).any() else None for p in np.moveaxis(precision, 2, 0)]
+    _assert_lists_close(out["per_class_ap"], expected_ap)
+    expected_ap50 = [float(np.mean(p[p > -1])) if (p > -1).any() else None for p in precision[0].T]
+    _assert_lists_close(out["per_class_ap50"], expected_ap50)
+    assert out["per_class_ap"][3] is None and out["per_class_recall"][3] is None  # class 3: no ground truth
+    precision_bf, recall_bf, threshold = _brute_force_pr(coco_eval, 5)
+    _assert_lists_close(out["per_class_precision"], precision_bf)
+    _assert_lists_close(out["per_class_recall"], recall_bf)
+    assert out["score_threshold"] == threshold
+    assert out["num_images"] == 20
+    json.dumps(out, allow_nan=False)
+
+
+def test_recall_at_lowest_threshold_equals_cocoeval(metric) -> None:
+    """With every detection a true positive the chosen threshold keeps them all: recall = COCOeval's recall."""
+    preds, refs = _random_case(3)
+    preds = [{"boxes": r["boxes"], "scores": list(np.linspace(0.9, 0.1, len(r["boxes"]))), "labels": r["labels"]}
+             for r in refs]
+    out = metric.compute(predictions=preds, references=refs, num_labels=5)
+    cocoeval_recall = _pycocotools_eval(preds, refs, 5).eval["recall"][0, :, 0, -1]
+    for ours, theirs in zip(out["per_class_recall"], cocoeval_recall):
+        assert (ours is None) if theirs == -1 else math.isclose(ours, theirs)
+
+
+def test_perfect_predictions(metric) -> None:
+    refs = [{"boxes": [[0, 0, 10, 10], [50, 50, 60, 40]], "labels": [0, 1]},
+            {"boxes": [[5, 5, 200, 150]], "labels": [1]}, {"boxes": [], "labels": []}]
+    preds = [{**r, "scores": [0.9] * len(r["labels"])} for r in refs]
+    out = metric.compute(predictions=preds, references=refs)
+    assert all(out[name] == 1.0 for name in STATS)
+    assert out["per_class_ap"] == [1.0, 1.0] and out["per_class_precision"] == [1.0, 1.0]
+    assert out["per_class_recall"] == [1.0, 1.0] and out["per_class_num_gt"] == [1, 2]
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 2))
+
+
+def test_known_iou(metric) -> None:
+    """IoU 0.78 matches at thresholds .50-.75 (6 of 10): AP = 0.6, AP50 = 1, AP75 = 1; medium box, area 100."""
+    refs = [{"boxes": [[0, 0, 10, 10]], "labels": [0]}]
+    preds = [{"boxes": [[0, 0, 10, 7.8]], "scores": [0.5], "labels": [0]}]
+    out = metric.compute(predictions=preds, references=refs)
+    assert math.isclose(out["map"], 0.6) and out["map_50"] == 1.0 and out["map_75"] == 1.0
+    assert math.isclose(out["map_small"], 0.6) and out["map_medium"] == -1.0 and out["map_large"] == -1.0
+    assert math.isclose(out["mar_100"], 0.6)
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 1))
+
+
+def test_empty_images_and_false_positives(metric) -> None:
+    """A detection on an image without ground truth is a false positive ranked above the true one: AP50 ~ 0.5."""
+    refs = [{"boxes": [[0, 0, 40, 40]], "labels": [0]}, {"boxes": [], "labels": []}, {"boxes": [], "labels": []}]
+    preds = [{"boxes": [[0, 0, 40, 40]], "scores": [0.5], "labels": [0]},
+             {"boxes": [[0, 0, 40, 40]], "scores": [0.9], "labels": [0]},
+             {"boxes": [], "scores": [], "labels": []}]
+    out = metric.compute(predictions=preds, references=refs)
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 1))
+    assert math.isclose(out["map_50"], 0.5, abs_tol=0.01)
+    assert out["per_class_precision"] == [0.5] and out["per_class_recall"] == [1.0]
+    assert out["score_threshold"] == 0.5 and out["num_images"] == 3
+
+
+def test_class_never_predicted_and_class_without_ground_truth(metric) -> None:
+    refs = [{"boxes": [[0, 0, 40, 40], [100, 100, 30, 30]], "labels": [0, 1]}]
+    preds = [{"boxes": [[0, 0, 40, 40], [200, 200, 10, 10]], "scores": [0.8, 0.7], "labels": [0, 2]}]
+    out = metric.compute(predictions=preds, references=refs, label_names=["cat", "dog", "bird"])
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 3))
+    assert out["per_class_ap"] == [1.0, 0.0, None] and out["map"] == 0.5
+    assert out["per_class_precision"] == [1.0, 0.0, None] and out["per_class_recall"] == [1.0, 0.0, None]
+    assert out["per_class_ap_by_name"] == {"cat": 1.0, "dog": 0.0, "bird": None}
+
+
+def test_crowd_regions_are_ignored(metric) -> None:
+    """Detections inside a crowd region neither count as true nor false positives; crowd is not ground truth."""
+    refs = [{"boxes": [[0, 0, 40, 40], [100, 100, 200, 200]], "labels": [0, 0], "iscrowd": [0, 1]}]
+    preds = [{"boxes": [[110, 110, 50, 50], [0, 0, 40, 40], [150, 150, 60, 60]], "scores": [0.9, 0.8, 0.7],
+              "labels": [0, 0, 0]}]
+    out = metric.compute(predictions=preds, references=refs)
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 1))
+    assert out["map"] == 1.0 and out["per_class_num_gt"] == [1]
+    assert out["per_class_precision"] == [1.0] and out["per_class_recall"] == [1.0]
+
+
+def test_regular_match_preferred_over_better_crowd_match(metric) -> None:
+    """pycocotools' rule: once a detection matches a regular box it never moves to a crowd region, even one
+    with a higher IoU (1.0 here vs 0.976), so this detection is a true positive, not an ignored one."""
+    refs = [{"boxes": [[0, 0, 40, 40], [0, 0, 40, 42]], "labels": [0, 0], "iscrowd": [0, 1]}]
+    preds = [{"boxes": [[0, 0, 40, 41]], "scores": [0.9], "labels": [0]}]
+    out = metric.compute(predictions=preds, references=refs)
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 1))
+    assert out["per_class_recall"] == [1.0] and out["per_class_precision"] == [1.0]
+
+
+def test_tied_f1_picks_the_lowest_threshold(metric) -> None:
+    """TP .9, TP .8, FP .7, FP .6, TP .5 against 4 boxes: F1 = 2/3 at both .8 and .5; the lower one is kept."""
+    refs = [{"boxes": [[100 * i, 0, 50, 50] for i in range(4)], "labels": [0] * 4}]
+    boxes = [[0, 0, 50, 50], [100, 0, 50, 50], [0, 300, 50, 50], [100, 300, 50, 50], [200, 0, 50, 50]]
+    preds = [{"boxes": boxes, "scores": [0.9, 0.8, 0.7, 0.6, 0.5], "labels": [0] * 5}]
+    out = metric.compute(predictions=preds, references=refs)
+    assert out["score_threshold"] == 0.5
+    assert out["per_class_precision"] == [0.6] and out["per_class_recall"] == [0.75]
+    assert math.isclose(out["f1"], 2 / 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_detections_at_all(metric, backend: str) -> None:
+    preds, refs = _random_case(5)
+    preds = [{"boxes": [], "scores": [], "labels": []} for _ in preds]
+    out = metric.compute(predictions=preds, references=refs, num_labels=5, backend=backend)
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 5))
+    assert out["score_threshold"] is None and out["precision"] == 0.0
+    assert out["per_class_precision"] == [0.0 if n else None for n in out["per_class_num_gt"]]
+
+
+def test_no_ground_truth_at_all(metric) -> None:
+    refs = [{"boxes": [], "labels": []}] * 2
+    preds = [{"boxes": [[0, 0, 5, 5]], "scores": [0.3], "labels": [1]}, {"boxes": [], "scores": [], "labels": []}]
+    out = metric.compute(predictions=preds, references=refs, num_labels=2)
+    assert [out[name] for name in STATS] == [-1.0] * 12
+    assert out["per_class_ap"] == [None, None] and out["per_class_num_gt"] == [0, 0]
+
+
+def test_numpy_inputs_and_incremental_batches(metric) -> None:
+    preds, refs = _random_case(11)
+    as_np = [{k: np.asarray(v) for k, v in p.items()} for p in preds]
+    metric.add_batch(predictions=as_np[:7], references=refs[:7])
+    metric.add(prediction=as_np[7], reference=refs[7])
+    metric.add_batch(predictions=as_np[8:], references=refs[8:])
+    assert metric.compute(num_labels=5) == metric.compute(predictions=preds, references=refs, num_labels=5)
+
+
+@pytest.mark.parametrize(
+    ("preds", "refs", "kwargs", "message"),
+    [
+        ([], [], {}, "zero images"),
+        ([{"boxes": [[0, 0, 1, 1]], "scores": [], "labels": [0]}], [{"boxes": [], "labels": []}], {},
+         "1 boxes, 0 scores"),
+        ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [[0, 0, 1, 1]], "labels": [3]}],
+         {"num_labels": 2}, "out of range"),
+        ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [], "labels": []}], {}, "num_labels"),
+        ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [], "labels": []}],
+         {"num_labels": 2, "label_names": ["a"]}, "label_names"),
+        ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [], "labels": []}],
+         {"num_labels": 1, "backend": "detectron"}, "unknown backend"),
+    ],
+)
+def test_invalid_inputs_raise(metric, preds, refs, kwargs, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        metric.compute(predictions=preds, references=refs, **kwargs)
+
+
+def test_offline_load_in_fresh_process(tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1, empty HF caches, sockets refused from interpreter start: loading by path still works."""
+    script = textwrap.dedent(
+        """
+        import json, socket
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"network access attempted: {args}")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        from hf_tasks.metrics import load_metric
+        box = {"boxes": [[10, 10, 20, 20]], "labels": [0]}
+        print(json.dumps(load_metric("coco_map").compute(predictions=[{**box, "scores": [0.9]}], references=[box])))
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf_home"), "HF_MODULES_CACHE": str(tmp_path / "modules"),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["map"] == 1.0 and out["per_class_ap"] == [1.0]
