@@ -1,4 +1,4 @@
-"""The ``hf-tasks`` command: build-dataset, train, evaluate, compare, card.
+"""The ``hf-tasks`` command: build-dataset, train, evaluate, compare, card, push, hub serve.
 
 User mistakes (``HfTasksError``) print one ``error:`` line and exit with status 2, never a stack trace.
 """
@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     card = sub.add_parser("card", help="(re)write the model card README.md of a finished run folder")
     card.add_argument("output_dir")
     card.add_argument("--model-id", help="the repo id the usage snippet loads (default: the folder's path)")
+    from hf_tasks.hub import add_hub_parser, add_push_parser
+
+    add_push_parser(sub)
+    add_hub_parser(sub)
     return parser
 
 
@@ -89,6 +93,10 @@ def dispatch(argv: list[str]) -> int:
 
         print(f"wrote {write_card(args.output_dir, args.model_id)}")
         return 0
+    if args.command in ("push", "hub"):
+        from hf_tasks.hub import run_hub, run_push
+
+        return run_push(args) if args.command == "push" else run_hub(args)
     raise HfTasksError(f"unknown command {args.command!r}")
 
 
