@@ -19,6 +19,11 @@ SOURCES: dict[str, str] = {
     "image_folder": "dataset_scripts.image_folder",
     "cats_vs_dogs": "dataset_scripts.cats_vs_dogs",
     "shapes": "dataset_scripts.shapes",
+    "yolo": "dataset_scripts.yolo",
+    "coco_detection": "dataset_scripts.coco_detection",
+    "tiny_imagenet": "dataset_scripts.tiny_imagenet",
+    "flickr8k": "dataset_scripts.flickr8k",
+    "coco_captions": "dataset_scripts.coco_captions",
 }
 
 

@@ -1,0 +1,498 @@
+"""Detection build scripts (YOLO txt, COCO json) on tiny raw layouts written in the real formats."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from dataset_scripts import cli, get_source
+from dataset_scripts.coco_detection import parse_coco
+from dataset_scripts.common import BadInputReport, publish
+from dataset_scripts.shapes import encode_png, multi_object_scene, render_scene, scene_boxes
+from dataset_scripts.yolo import load_data_yaml, names_from_yaml, parse_labels, yaml_splits
+from hf_tasks.errors import DataError
+
+W, H = 64, 48  # boxes on integer pixels of a 64×48 image survive normalise → pixels exactly (in float32)
+NAMES = ["cat", "dog", "bird"]
+#: image stem → [(class, [x, y, w, h])] in pixels
+YOLO_BOXES = {
+    "a0": [(0, [5, 7, 11, 9]), (2, [0, 0, 64, 48])],
+    "a1": [(1, [40, 20, 24, 28])],
+    "a2": [(2, [1, 2, 3, 4]), (0, [30, 30, 10, 10])],
+    "a3": [],  # empty label file: an image with no objects
+    "b0": [(1, [10, 10, 20, 12])],
+}
+
+
+# ------------------------------------------------------------------------------------------- raw fixtures
+def image_bytes(seed: int, width: int = W, height: int = H, fmt: str = "JPEG") -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def yolo_line(cls: int, box: list[float], width: int = W, height: int = H) -> str:
+    x, y, w, h = box
+    return f"{cls} {(x + w / 2) / width!r} {(y + h / 2) / height!r} {w / width!r} {h / height!r}"
+
+
+def yolo_text(boxes: list[tuple[int, list[float]]], width: int = W, height: int = H) -> str:
+    return "".join(yolo_line(c, b, width, height) + "\n" for c, b in boxes)
+
+
+@pytest.fixture
+def yolo_split(tmp_path: Path) -> Path:
+    """``images/{train,val}`` + ``labels/{train,val}`` + data.yaml, one train image without a label file."""
+    src = tmp_path / "raw"
+    for i, stem in enumerate(YOLO_BOXES):
+        split = "val" if stem.startswith("b") else "train"
+        write(src / "images" / split / f"{stem}.jpg", image_bytes(i))
+        write(src / "labels" / split / f"{stem}.txt", yolo_text(YOLO_BOXES[stem]))
+    write(src / "images" / "train" / "bg.png", image_bytes(99, fmt="PNG"))  # background: no label file
+    write(src / "data.yaml", "path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog, bird]\n"
+                             "download: |\n  import os; open('PWNED', 'w')\n")
+    return src
+
+
+@pytest.fixture
+def yolo_flat(tmp_path: Path) -> Path:
+    """20 rendered shapes scenes, each ``sNN.png`` with ``sNN.txt`` beside it, and classes.txt."""
+    src = tmp_path / "flat"
+    classes = ["circle", "square", "triangle", "star"]
+    for i in range(20):
+        scene = multi_object_scene(np.random.default_rng([3, i]), classes, 64, 3)
+        write(src / f"s{i:02d}.png", encode_png(render_scene(scene)))
+        boxes = [(classes.index(o.shape), b) for o, b in zip(scene.objects, scene_boxes(scene))]
+        write(src / f"s{i:02d}.txt", yolo_text(boxes, 64, 64))
+    write(src / "classes.txt", "\n".join(classes) + "\n")
+    return src
+
+
+COCO_CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
+
+
+def coco_json(images: list[tuple[int, str]], annotations: list[dict]) -> str:
+    return json.dumps({"info": {}, "categories": COCO_CATEGORIES, "annotations": annotations,
+                       "images": [{"id": i, "file_name": f, "width": W, "height": H} for i, f in images]})
+
+
+@pytest.fixture
+def coco_src(tmp_path: Path) -> Path:
+    """``annotations/instances_{train,val}2017.json`` + ``{train,val}2017/`` with a crowd box and a json area."""
+    src = tmp_path / "coco"
+    for split, ids in (("train", [101, 102, 103, 104]), ("val", [201, 202])):
+        for i in ids:
+            write(src / f"{split}2017" / f"{i:012d}.jpg", image_bytes(i))
+    train = [
+        {"id": 1, "image_id": 101, "category_id": 18, "bbox": [5, 7, 11, 9], "area": 80.5, "iscrowd": 0},
+        {"id": 2, "image_id": 101, "category_id": 1, "bbox": [0, 0, 64, 48], "area": 3072, "iscrowd": 1},
+        {"id": 3, "image_id": 102, "category_id": 3, "bbox": [10.5, 20.25, 7.5, 3], "iscrowd": 0},
+        {"id": 4, "image_id": 104, "category_id": 1, "bbox": [1, 2, 3, 4]},
+    ]
+    val = [{"id": 9, "image_id": 201, "category_id": 3, "bbox": [2, 2, 60, 44], "area": 2000, "iscrowd": 0}]
+    write(src / "annotations" / "instances_train2017.json",
+          coco_json([(i, f"{i:012d}.jpg") for i in (101, 102, 103, 104)], train))
+    write(src / "annotations" / "instances_val2017.json", coco_json([(i, f"{i:012d}.jpg") for i in (201, 202)], val))
+    return src
+
+
+def parse(source: str, *argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    get_source(source).add_arguments(parser)
+    return argparse.Namespace(**vars(parser.parse_args(list(argv))), source=source)
+
+
+def build(source: str, *argv: str):
+    return get_source(source).build(parse(source, *argv, "--out", "unused-out"))
+
+
+def by_stem(split: datasets.Dataset) -> dict[str, dict]:
+    cells = split.cast_column("image", datasets.Image(decode=False))
+    return {Path(c["image"]["path"].split("__")[-1]).stem: c for c in cells}
+
+
+def f32(boxes) -> list[list[float]]:
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4).tolist()
+
+
+# --------------------------------------------------------------------------------------------------- YOLO
+def test_yolo_split_layout_round_trips_pixel_boxes(yolo_split: Path, tmp_path: Path):
+    result = build("yolo", "--src", str(yolo_split))
+    dataset, info = result.dataset, result.info
+    assert {n: len(s) for n, s in dataset.items()} == {"train": 5, "validation": 1}
+    assert "no test split" in info["splits_note"] and info["split_method"]["train"] == "data.yaml entries"
+    assert info["box_format"] == "coco_xywh_pixels" and info["class_names"] == NAMES
+    assert "COCO" in dataset["train"].info.description and "pixels" in dataset["train"].info.description
+    assert info["data_yaml"]["ignored_keys"] == ["download"] and "never executed" in info["data_yaml"]["download"]
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+    assert info["images_without_label_file"] == 1
+    assert dataset["train"].features["objects"]["category"].feature.names == NAMES
+    rows = {**by_stem(dataset["train"]), **by_stem(dataset["validation"])}
+    for stem, boxes in YOLO_BOXES.items():
+        objects = rows[stem]["objects"]
+        assert objects["bbox"] == f32([b for _, b in boxes]), stem
+        assert objects["category"] == [c for c, _ in boxes]
+        assert objects["iscrowd"] == [False] * len(boxes)
+        assert objects["area"] == [float(np.float32(b[2] * b[3])) for _, b in boxes]
+        assert (rows[stem]["width"], rows[stem]["height"]) == (W, H)
+        split = "val" if stem.startswith("b") else "train"
+        assert rows[stem]["image"]["bytes"] == (yolo_split / "images" / split / f"{stem}.jpg").read_bytes()
+    assert rows["bg"]["objects"]["bbox"] == []
+    ids = sorted(r["image_id"] for r in rows.values())
+    assert ids == list(range(6))
+
+
+@pytest.mark.parametrize("names_yaml", ["{0: cat, 1: dog, 2: bird}", "{2: bird, 0: cat, 1: dog}",
+                                        "{'0': cat, '1': dog, '2': bird}", "\n  - cat\n  - dog\n  - bird"])
+def test_yolo_class_order_from_data_yaml(yolo_split: Path, names_yaml: str):
+    write(yolo_split / "data.yaml", f"train: images/train\nval: images/val\nnames: {names_yaml}\n")
+    assert build("yolo", "--src", str(yolo_split)).info["class_names"] == NAMES
+
+
+@pytest.mark.parametrize("text, match", [
+    ("names: {0: cat, 2: bird}\ntrain: images/train", "without gaps"),
+    ("names: [cat, cat]\ntrain: images/train", "repeats"),
+    ("names: [cat, dog]\nnc: 3\ntrain: images/train", "nc: 3"),
+    ("names: cat\ntrain: images/train", "must be a list"),
+    ("names: [a, b, c]\ntrain: [images/train\n", "line"),
+    ("- just\n- a list\n", "must be a mapping"),
+])
+def test_yolo_bad_data_yaml_is_one_clear_error(yolo_split: Path, text: str, match: str):
+    write(yolo_split / "data.yaml", text)
+    with pytest.raises(DataError, match=match):
+        build("yolo", "--src", str(yolo_split))
+
+
+@pytest.mark.parametrize("entries", ["path: ..\ntrain: raw/images/train", "train: ../outside",
+                                     "train: /etc", "train: images/../../outside",
+                                     "train: [images/train, ../outside]", "val: images/val\ntrain: images/train\n"
+                                     "test: {tmp}/raw/../secret"])
+def test_yolo_yaml_paths_must_stay_inside_src(yolo_split: Path, entries: str):
+    write(yolo_split.parent / "outside" / "x.jpg", b"")
+    write(yolo_split / "data.yaml", "names: [cat, dog, bird]\n" + entries.format(tmp=yolo_split.parent))
+    with pytest.raises(DataError, match="outside the dataset folder"):
+        build("yolo", "--src", str(yolo_split))
+
+
+def test_yolo_yaml_dotdot_back_inside_src_is_fine(yolo_split: Path):
+    write(yolo_split / "data.yaml", "names: [cat, dog, bird]\ntrain: ../raw/images/train\nval: images/../images/val")
+    assert len(build("yolo", "--src", str(yolo_split)).dataset["train"]) == 5
+
+
+def test_yolo_absolute_path_inside_src_is_fine(yolo_split: Path):
+    write(yolo_split / "data.yaml", f"path: {yolo_split}\ntrain: images/train\nval: {yolo_split}/images/val\n"
+                                    "names: [cat, dog, bird]\n")
+    assert len(build("yolo", "--src", str(yolo_split)).dataset["validation"]) == 1
+
+
+def test_yolo_image_lists_and_roboflow_folders(yolo_split: Path, tmp_path: Path):
+    write(yolo_split / "train.txt", "./images/train/a0.jpg\nimages/train/a1.jpg\n\n../outside/x.jpg\n"
+                                    "images/train/nope.jpg\n")
+    write(yolo_split / "data.yaml", "names: [cat, dog, bird]\ntrain: train.txt\nval: images/val\n")
+    with pytest.raises(DataError) as err:
+        build("yolo", "--src", str(yolo_split))
+    assert "- train.txt:4: listed image path leaves" in str(err.value) and "- train.txt:5: listed image not found" \
+        in str(err.value) and "2 bad input file(s)" in str(err.value)  # a2 is just not listed: not an orphan
+    result = build("yolo", "--src", str(yolo_split), "--skip-bad")
+    assert sorted(by_stem(result.dataset["train"])) == ["a0", "a1"]
+    robo = tmp_path / "robo"
+    for split, n in (("train", 5), ("valid", 2), ("test", 1)):
+        for i in range(n):
+            write(robo / split / "images" / f"{split}{i}.jpg", image_bytes(i))
+            write(robo / split / "labels" / f"{split}{i}.txt", yolo_line(0, [1, 1, 8, 8]))
+    write(robo / "data.yaml", "names: [thing]\nnc: 1\nroboflow: {workspace: w}\n")
+    write(robo / "README.roboflow.txt", "exported")
+    result = build("yolo", "--src", str(robo))
+    assert {n: len(s) for n, s in result.dataset.items()} == {"train": 5, "validation": 2, "test": 1}
+    assert result.info["layout"] == "split folders" and result.info["data_yaml"]["ignored_keys"] == ["roboflow"]
+
+
+def test_exif_rotated_image_size_matches_decoded(tmp_path: Path):
+    from dataset_scripts.detection_common import image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    buffer = io.BytesIO()
+    Image.new("RGB", (W, H)).save(buffer, format="JPEG", exif=exif)
+    path = write(tmp_path / "r.jpg", buffer.getvalue())
+    decoded = datasets.Image().decode_example({"bytes": path.read_bytes(), "path": None})
+    assert image_size(path) == decoded.size == (H, W)
+
+
+def test_yolo_flat_folder_split_by_seed(yolo_flat: Path):
+    result = build("yolo", "--src", str(yolo_flat))
+    assert {n: len(s) for n, s in result.dataset.items()} == {"train": 16, "validation": 4}  # 80/20
+    assert result.info["names_from"] == "classes.txt" and result.info["layout"] == "flat folder"
+    assert "random (seeded)" in result.info["split_method"]["validation"]
+    assert "no test split" in result.info["splits_note"]
+    three = build("yolo", "--src", str(yolo_flat), "--val-fraction", "0.2", "--test-fraction", "0.1")
+    assert {n: len(s) for n, s in three.dataset.items()} == {"train": 14, "validation": 4, "test": 2}
+    assert "no test split" not in three.info["splits_note"]
+    classes = ["circle", "square", "triangle", "star"]
+    for split in result.dataset.values():  # shapes' own boxes (integer pixel extents) survive exactly
+        for stem, row in by_stem(split).items():
+            scene = multi_object_scene(np.random.default_rng([3, int(stem[1:])]), classes, 64, 3)
+            assert row["objects"]["bbox"] == f32(scene_boxes(scene))
+            assert row["objects"]["category"] == [classes.index(o.shape) for o in scene.objects]
+
+
+def test_yolo_builds_are_deterministic(yolo_flat: Path, tmp_path: Path):
+    first, second = (build("yolo", "--src", str(yolo_flat), "--seed", "5").dataset for _ in range(2))
+    assert all(first[n]._fingerprint == second[n]._fingerprint for n in first)
+    other = build("yolo", "--src", str(yolo_flat), "--seed", "6").dataset
+    assert sorted(by_stem(other["validation"])) != sorted(by_stem(first["validation"]))
+
+
+def test_yolo_names_sources(yolo_flat: Path):
+    with pytest.raises(DataError, match="keep only one"):
+        build("yolo", "--src", str(yolo_flat), "--names", "a,b,c,d")
+    (yolo_flat / "classes.txt").unlink()
+    with pytest.raises(DataError, match="No class names"):
+        build("yolo", "--src", str(yolo_flat))
+    assert build("yolo", "--src", str(yolo_flat), "--names", "a,b,c,d").info["class_names"] == list("abcd")
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+LABEL = Path("labels/train/a1.txt")
+YOLO_BAD = {  # name → (how to break the fixture, reported path, line, reason fragment)
+    "columns": (lambda s: _append(s / LABEL, "1 0.5 0.5 0.1\n"), LABEL, 2, "columns"),
+    "not-number": (lambda s: _append(s / LABEL, "1 0.5 half 0.1 0.1\n"), LABEL, 2, "not a number"),
+    "outside-01": (lambda s: _append(s / LABEL, "1 0.5 1.5 0.1 0.1\n"), LABEL, 2, "outside [0, 1]"),
+    "class-too-big": (lambda s: _append(s / LABEL, "3 0.5 0.5 0.1 0.1\n"), LABEL, 2, "class id outside 0..2"),
+    "class-negative": (lambda s: _append(s / LABEL, "-1 0.5 0.5 0.1 0.1\n"), LABEL, 2, "class id outside"),
+    "zero-area": (lambda s: _append(s / LABEL, "\n0 0.5 0.5 0.0 0.1\n"), LABEL, 3, "zero-area"),
+    "truncated": (lambda s: write(s / "images/train/a1.jpg", image_bytes(1)[:300]), "images/train/a1.jpg", None,
+                  "truncated"),
+    "zero-byte": (lambda s: write(s / "images/train/a1.jpg", b""), "images/train/a1.jpg", None, "empty file"),
+    "not-image": (lambda s: write(s / "images/train/a1.jpg", "hello"), "images/train/a1.jpg", None, "not an image"),
+    "orphan-label": (lambda s: write(s / "labels/train/gone.txt", "0 0.5 0.5 0.1 0.1\n"), "labels/train/gone.txt",
+                     None, "label file without an image"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(YOLO_BAD))
+def test_yolo_bad_input_stops_or_is_skipped(yolo_split: Path, tmp_path: Path, kind: str):
+    breaker, path, line, reason = YOLO_BAD[kind]
+    breaker(yolo_split)
+    where = f"{Path(path).as_posix()}:{line}" if line else Path(path).as_posix()
+    with pytest.raises(DataError) as err:
+        build("yolo", "--src", str(yolo_split))
+    message = str(err.value)
+    assert "1 bad input file(s)" in message and f"- {where}: " in message and reason in message, message
+    out = tmp_path / "ds"
+    result = get_source("yolo").build(parse("yolo", "--src", str(yolo_split), "--out", str(out), "--skip-bad"))
+    publish(result, out)
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["rejected"]["count"] == 1 and report["info"]["rejected"] == 1
+    item = report["rejected"]["items"][0]
+    assert (item["path"], item["line"]) == (Path(path).as_posix(), line) and reason in item["reason"]
+    kept = set(by_stem(datasets.load_from_disk(str(out))["train"]))
+    assert ("a1" in kept) == (kind == "orphan-label")  # a bad label or image drops the whole image
+
+
+def test_yolo_every_bad_line_is_counted(yolo_split: Path):
+    _append(yolo_split / LABEL, "x\n0 2 2 2 2\n")
+    _append(yolo_split / "labels/val/b0.txt", "9 0.5 0.5 0.5 0.5\n")
+    with pytest.raises(DataError) as err:
+        build("yolo", "--src", str(yolo_split))
+    message = str(err.value)
+    assert "3 bad input file(s)" in message
+    assert all(f"- {w}: " in message for w in ("labels/train/a1.txt:2", "labels/train/a1.txt:3", "labels/val/b0.txt:2"))
+
+
+def test_yolo_cli_user_error_and_success(yolo_split: Path, tmp_path: Path, capsys):
+    _append(yolo_split / LABEL, "0 0.5\n")
+    out = tmp_path / "ds"
+    argv = ["build-dataset", "yolo", "--src", str(yolo_split), "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("error:") == 1 and "Traceback" not in err
+    assert "labels/train/a1.txt:2" in err and not out.exists()
+    assert cli.main([*argv, "--skip-bad", "--format", "parquet"]) == 0
+    assert "rejected inputs: 1" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["build_report.json", "train", "validation"]
+
+
+# --------------------------------------------------------------------------------------------------- COCO
+def test_coco_round_trip_remap_and_crowd(coco_src: Path):
+    result = build("coco_detection", "--src", str(coco_src))
+    dataset, info = result.dataset, result.info
+    assert info["class_names"] == ["person", "car", "dog"] and info["category_ids"] == [1, 3, 18]
+    assert info["box_format"] == "coco_xywh_pixels" and "no test split" in info["splits_note"]
+    assert {n: len(s) for n, s in dataset.items()} == {"train": 4, "validation": 2}
+    assert dataset["train"]["image_id"] == [101, 102, 103, 104]
+    rows = {r["image_id"]: r for r in dataset["train"]}
+    assert rows[101]["objects"] == {"bbox": [[5, 7, 11, 9], [0, 0, 64, 48]], "category": [2, 0],
+                                    "iscrowd": [False, True], "area": [80.5, 3072.0]}
+    assert rows[102]["objects"]["bbox"] == [[10.5, 20.25, 7.5, 3.0]] and rows[102]["objects"]["area"] == [22.5]
+    assert rows[103]["objects"]["bbox"] == [] and rows[104]["objects"]["iscrowd"] == [False]
+    assert info["num_crowd"] == {"train": 1, "validation": 0}
+    cell = by_stem(dataset["validation"])["000000000201"]
+    assert cell["image"]["bytes"] == (coco_src / "val2017" / "000000000201.jpg").read_bytes()
+
+
+def test_coco_single_file_is_split_by_seed(tmp_path: Path):
+    images = tmp_path / "imgs"
+    for i in range(10):
+        write(images / f"{i}.png", image_bytes(i, fmt="PNG"))
+    ann = write(tmp_path / "ann" / "instances_x.json",
+                coco_json([(i, f"{i}.png") for i in range(10)],
+                          [{"id": i, "image_id": i, "category_id": 3, "bbox": [1, 1, 5, 5]} for i in range(10)]))
+    result = build("coco_detection", "--annotations", str(ann), "--images", str(images))
+    assert {n: len(s) for n, s in result.dataset.items()} == {"train": 8, "validation": 2}
+    assert result.info["annotation_files"] == {"all": "ann/instances_x.json"}
+    with pytest.raises(DataError, match="not both"):
+        build("coco_detection", "--src", str(tmp_path), "--annotations", str(ann))
+    with pytest.raises(DataError, match="--images"):
+        build("coco_detection", "--annotations", str(ann))
+
+
+def test_coco_single_split_under_src_is_carved(coco_src: Path):
+    (coco_src / "annotations" / "instances_val2017.json").unlink()
+    result = build("coco_detection", "--src", str(coco_src), "--val-fraction", "0.25")
+    assert {n: len(s) for n, s in result.dataset.items()} == {"train": 3, "validation": 1}
+    assert "random (seeded)" in result.info["split_method"]["validation"]
+
+
+def _coco_edit(src: Path, mutate) -> None:
+    path = src / "annotations" / "instances_train2017.json"
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data))
+
+
+JSON = "annotations/instances_train2017.json"
+COCO_BAD = {  # name → (mutation of the train json or files, reported path, reason fragment, image id dropped)
+    "unknown-image": (lambda d, s: d["annotations"].append({"id": 7, "image_id": 999, "category_id": 1,
+                                                             "bbox": [1, 1, 2, 2]}),
+                      f"{JSON} (annotation id 7)", "image_id not in images", None),
+    "unknown-category": (lambda d, s: d["annotations"][0].update(category_id=2),
+                         f"{JSON} (annotation id 1)", "category_id not in categories", 101),
+    "zero-width": (lambda d, s: d["annotations"][2].update(bbox=[1, 1, 0, 5]),
+                   f"{JSON} (annotation id 3)", "width or height ≤ 0", 102),
+    "missing-file": (lambda d, s: (s / "train2017" / "000000000103.jpg").unlink(),
+                     f"{JSON} (image id 103)", "image file not found", 103),
+    "traversal": (lambda d, s: d["images"][2].update(file_name="../secret.jpg"),
+                  f"{JSON} (image id 103)", "leaves the image folder", 103),
+    "absolute": (lambda d, s: d["images"][2].update(file_name=str(s / "secret.jpg")),
+                 f"{JSON} (image id 103)", "leaves the image folder", 103),
+    "truncated": (lambda d, s: write(s / "train2017" / "000000000104.jpg", image_bytes(3)[:200]),
+                  "train2017/000000000104.jpg", "truncated", 104),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(COCO_BAD))
+def test_coco_bad_input_stops_or_is_skipped(coco_src: Path, tmp_path: Path, kind: str):
+    mutate, where, reason, dropped = COCO_BAD[kind]
+    write(coco_src / "secret.jpg", b"")  # were it ever read it would be reported as an empty file
+    _coco_edit(coco_src, lambda d: mutate(d, coco_src))
+    with pytest.raises(DataError) as err:
+        build("coco_detection", "--src", str(coco_src))
+    message = str(err.value)
+    assert "1 bad input file(s)" in message and f"- {where}: " in message and reason in message, message
+    out = tmp_path / "ds"
+    assert cli.main(["build-dataset", "coco_detection", "--src", str(coco_src), "--out", str(out), "--skip-bad"]) == 0
+    report = json.loads((out / "build_report.json").read_text())
+    [item] = report["rejected"]["items"]
+    assert (item["path"], item["line"]) == (where, None) and reason in item["reason"]
+    assert report["info"]["rejected"] == report["rejected"]["count"] == 1
+    ids = datasets.load_from_disk(str(out))["train"]["image_id"]
+    assert dropped not in ids and len(ids) == 4 - (dropped is not None)
+
+
+def test_coco_structure_errors_name_the_file(coco_src: Path):
+    path = coco_src / "annotations" / "instances_val2017.json"
+    path.write_text('{"images": [\n  {"id": 1,}\n]}')
+    with pytest.raises(DataError, match=r"instances_val2017.json line 2"):
+        build("coco_detection", "--src", str(coco_src))
+    path.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1}]}))
+    with pytest.raises(DataError, match="integer 'id' and a string 'name'"):
+        build("coco_detection", "--src", str(coco_src))
+
+
+# --------------------------------------------------------------------------------------------------- fuzz
+TOKENS = st.sampled_from(["0", "1", "2", "-1", "3", "0.5", "1.0", "1.5", "0", "nan", "inf", "-inf", "1e999", "x",
+                          "0x1", "1,2", "\u0661", "1_0", "0.25", "2.0", "-0.0", "NaN", "1e-320"])
+LINES = st.lists(st.one_of(TOKENS, st.floats().map(repr), st.text(max_size=3)), max_size=7).map(" ".join)
+LABEL_TEXT = st.one_of(st.text(), st.lists(LINES, max_size=6).map("\n".join), st.binary().map(
+    lambda b: b.decode("latin-1")))
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=LABEL_TEXT, num_classes=st.integers(1, 4))
+def test_fuzz_yolo_label_parser_never_crashes(text: str, num_classes: int):
+    boxes, problems = parse_labels(text, num_classes)
+    lines = text.split("\n")
+    assert all(1 <= line <= len(lines) and lines[line - 1].split() for line, _ in problems)
+    for cls, cx, cy, w, h in boxes:
+        assert 0 <= cls < num_classes and all(0 <= v <= 1 for v in (cx, cy, w, h)) and w * h > 0
+
+
+LEAF = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**70), st.floats(), st.text(max_size=4))
+ANY_JSON = st.recursive(LEAF, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                        max_leaves=12)
+SMALL_ID = st.one_of(st.integers(0, 3), ANY_JSON)
+CATEGORY = st.fixed_dictionaries({}, optional={"id": SMALL_ID, "name": st.one_of(st.sampled_from("ab"), ANY_JSON)})
+IMAGE = st.fixed_dictionaries({}, optional={"id": SMALL_ID, "file_name": st.one_of(st.sampled_from(
+    ["a.jpg", "../a.jpg", "/a.jpg", ""]), ANY_JSON), "width": SMALL_ID, "height": st.one_of(st.integers(1, 9), ANY_JSON)})
+NUMBER = st.one_of(st.integers(-2, 9), st.floats(), st.text(max_size=2), st.none())
+ANNOTATION = st.fixed_dictionaries({}, optional={
+    "id": SMALL_ID, "image_id": SMALL_ID, "category_id": SMALL_ID, "iscrowd": SMALL_ID, "area": NUMBER,
+    "bbox": st.one_of(st.lists(NUMBER, min_size=3, max_size=5), ANY_JSON)})
+COCO_LIKE = st.fixed_dictionaries({}, optional={
+    "images": st.one_of(st.lists(st.one_of(IMAGE, ANY_JSON), max_size=4), ANY_JSON),
+    "annotations": st.one_of(st.lists(st.one_of(ANNOTATION, ANY_JSON), max_size=5), ANY_JSON),
+    "categories": st.one_of(st.lists(CATEGORY, max_size=3), ANY_JSON)})
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.one_of(COCO_LIKE, ANY_JSON))
+def test_fuzz_coco_parser_raises_only_data_error(data):
+    report = BadInputReport(root=Path("/d"))
+    try:
+        index = parse_coco(data, Path("/d/instances_x.json"), report)
+    except DataError:
+        return
+    for image_id, objects in index.objects.items():
+        for obj in objects:
+            assert 0 <= obj.category < len(index.categories) and obj.bbox[2] > 0 and obj.bbox[3] > 0
+    report.to_dict()
+
+
+YAML_TEXT = st.one_of(st.text(max_size=60), st.lists(st.sampled_from(
+    ["names: [a, b]", "names: {0: a, 1: b}", "names: {1: a}", "nc: 2", "nc: x", "train: images", "val: ../x",
+     "path: /", "train: [a, 3]", "test:", "download: x", "names:", "- a", "names: {a: 1}", "nc: -1", "&a [*a]",
+     "!!python/object/apply:os.system [echo]", "names: [[1]]", "? [a]\n: b"]), max_size=6).map("\n".join))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=YAML_TEXT)
+def test_fuzz_data_yaml_raises_only_data_error(text: str):
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "images").mkdir()
+        try:
+            data = load_data_yaml(text, "data.yaml")
+            names_from_yaml(data, "data.yaml")
+            yaml_splits(data, "data.yaml", Path(folder))
+        except DataError:
+            pass
