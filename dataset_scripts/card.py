@@ -85,3 +85,19 @@ def _size_category(n: int) -> str:
         if n < limit:
             return name
     return "n>1M"
+
+
+def push_dataset_card(repo_id: str, text: str, revision: str | None = None) -> None:
+    """Replace the card ``push_to_hub`` wrote, keeping its ``configs``/``dataset_info`` (load_dataset reads them)."""
+    from huggingface_hub import DatasetCard
+
+    from huggingface_hub import hf_hub_download
+
+    ours = DatasetCard(text)
+    theirs = DatasetCard.load(hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision))
+    for key in ("configs", "dataset_info"):
+        value = theirs.data.to_dict().get(key)
+        if value is not None:
+            setattr(ours.data, key, value)
+    ours.push_to_hub(repo_id, repo_type="dataset", revision=revision,
+                     commit_message="Dataset card from hf-tasks build-dataset")

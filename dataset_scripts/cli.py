@@ -47,9 +47,10 @@ def format_summary(result: BuildResult) -> str:
         f"built {info.get('source', '?')} ({info.get('task', 'classification')})" +
         (f" from {info['src']}" if info.get("src") else ""),
         f"  splits: {sizes}",
-        f"  classes ({len(classes)}): {', '.join(classes)}",
         f"  rejected inputs: {result.report.count}",
     ]
+    if classes:
+        lines.insert(2, f"  classes ({len(classes)}): {', '.join(classes)}")
     if result.report.count:
         lines.append("  " + result.report.summary().replace("\n", "\n  "))
     return "\n".join(lines)
@@ -59,6 +60,11 @@ def run_build_dataset(args: argparse.Namespace) -> int:
     """Build, print the summary, publish atomically (and push when asked). Errors surface as HfTasksError."""
     module = get_source(args.source)
     result = module.build(args)
+    if getattr(args, "resize", None):
+        from .resize import resize_dataset
+
+        result.dataset = resize_dataset(result.dataset, args.resize, getattr(args, "num_proc", None))
+        result.info["resize"] = f"longer side at most {args.resize} px (LANCZOS); smaller images untouched"
     print(format_summary(result))
     out = publish(result, args.out, format=args.format, push_to_hub=args.push_to_hub,
                   private=args.private, revision=getattr(args, "revision", None))

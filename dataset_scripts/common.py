@@ -325,6 +325,9 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="arrow: DatasetDict.save_to_disk; parquet: {split}/*.parquet shards")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="also push to this Hub dataset repo")
     parser.add_argument("--revision", default=None, help="Hub branch to push to")
+    parser.add_argument("--resize", type=int, default=None, metavar="N",
+                        help="downscale images whose longer side exceeds N pixels (boxes follow); others keep "
+                             "their original bytes")
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument("--private", dest="private", action="store_true", help="private Hub repo (default)")
     visibility.add_argument("--public", dest="private", action="store_false", help="public Hub repo")
@@ -406,12 +409,26 @@ def publish(
             result.dataset.save_to_disk(str(tmp))
         else:
             _write_parquet(result.dataset, tmp)
-        report = json.dumps(build_report(result, format), indent=2, sort_keys=True, default=str)
-        (tmp / REPORT_NAME).write_text(report + "\n", encoding="utf-8")
+        report = build_report(result, format)
+        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n",
+                                       encoding="utf-8")
+        card = _card_text(result, report, push_to_hub)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if push_to_hub:
+        from .card import push_dataset_card
+
         result.dataset.push_to_hub(push_to_hub, private=private, revision=revision)
+        push_dataset_card(push_to_hub, card, revision)
     return out
+
+
+def _card_text(result: BuildResult, report: dict[str, Any], repo_id: str | None) -> str:
+    from .card import render_dataset_card
+
+    report = json.loads(json.dumps(report, default=str))  # the card shows what build_report.json holds
+    first = next(iter(result.dataset.values()))
+    return render_dataset_card(report, {name: str(feature) for name, feature in first.features.items()}, repo_id)

@@ -21,6 +21,8 @@ os.environ.update(OFFLINE_ENV)
 
 import pytest  # noqa: E402
 
+TOKEN = "hf_test_secret_token_123"  # the local hub accepts it; tests check it never leaks
+
 _real_connect = socket.socket.connect
 
 
@@ -45,6 +47,26 @@ def _fresh_accelerate_state():
 
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """The server on a free loopback port, and this process's client pointed at it (online, with a token)."""
+    import huggingface_hub.constants as constants
+
+    from hf_tasks.hub_server import serve
+
+    with serve(tmp_path_factory.mktemp("hub_root")) as handle, pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("hf_home")
+        env = {"HF_ENDPOINT": handle.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+               "TRANSFORMERS_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_TOKEN": TOKEN, "HF_HOME": str(home),
+               "HF_HUB_CACHE": str(home / "hub")}
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setattr(constants, "ENDPOINT", handle.url)
+        mp.setattr(constants, "HF_HUB_OFFLINE", False)
+        handle.env = env
+        yield handle
 
 
 @pytest.fixture(scope="session")

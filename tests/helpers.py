@@ -24,6 +24,11 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def client_env(hub, home: Path) -> dict[str, str]:
+    """Environment of a fresh user process: online against the local hub (the ``hub`` fixture), empty cache."""
+    return subprocess_env(**{**hub.env, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")})
+
+
 def launch_cmd(module_args: list[str], num_processes: int = 1) -> list[str]:
     """`accelerate launch` on the CPU with 1 or N processes (gloo), the way users run multi-process training."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),

@@ -330,7 +330,7 @@ def test_yolo_cli_user_error_and_success(yolo_split: Path, tmp_path: Path, capsy
     assert "labels/train/a1.txt:2" in err and not out.exists()
     assert cli.main([*argv, "--skip-bad", "--format", "parquet"]) == 0
     assert "rejected inputs: 1" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["build_report.json", "train", "validation"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "build_report.json", "train", "validation"]
 
 
 # --------------------------------------------------------------------------------------------------- COCO

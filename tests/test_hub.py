@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from hf_tasks.config import load_config
-from tests.helpers import REPO, read_json, subprocess_env
+from tests.conftest import TOKEN
+from tests.helpers import REPO, client_env, read_json, subprocess_env
 
-TOKEN = "hf_test_secret_token_123"
 CNN, TIMM = "user/shapes-cnn", "user/shapes-timm"
 
 
@@ -50,35 +50,10 @@ def runs(shapes_classification, tmp_path_factory) -> dict[str, Path]:
     return {"cnn": root / "cnn", "timm": root / "timm"}
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    """The server on a free loopback port, and this process's client pointed at it (online, with a token)."""
-    import huggingface_hub.constants as constants
-
-    from hf_tasks.hub_server import serve
-
-    with serve(tmp_path_factory.mktemp("hub_root")) as handle, pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("hf_home")
-        env = {"HF_ENDPOINT": handle.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
-               "TRANSFORMERS_OFFLINE": "0", "HF_TOKEN": TOKEN, "HF_HOME": str(home),
-               "HF_HUB_CACHE": str(home / "hub")}
-        for key, value in env.items():
-            mp.setenv(key, value)
-        mp.setattr(constants, "ENDPOINT", handle.url)
-        mp.setattr(constants, "HF_HUB_OFFLINE", False)
-        handle.env = env
-        yield handle
-
-
 def api(hub, token=None):
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=hub.url, token=token)
-
-
-def client_env(hub, home: Path) -> dict[str, str]:
-    """Environment of a fresh user process: online against the local hub, empty cache."""
-    return subprocess_env(**{**hub.env, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")})
 
 
 @pytest.fixture(scope="module")
