@@ -13,7 +13,8 @@ from typing import Sequence
 from hf_tasks.errors import HfTasksError
 
 from . import SOURCES, get_source
-from .common import BuildResult, publish
+from .common import BuildResult
+from .publish import publish
 
 
 def _first_line(text: str | None) -> str:

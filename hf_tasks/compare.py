@@ -7,7 +7,6 @@ prediction is the most probable dataset label. The table it writes is what the m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

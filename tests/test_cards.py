@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hf_tasks.config import load_config
-from tests.helpers import REPO, read_json, subprocess_env
+from tests.helpers import read_json, subprocess_env
 
 
 @pytest.fixture(scope="module")

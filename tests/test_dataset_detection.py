@@ -17,7 +17,8 @@ from PIL import Image
 
 from dataset_scripts import cli, get_source
 from dataset_scripts.coco_detection import parse_coco
-from dataset_scripts.common import BadInputReport, publish
+from dataset_scripts.common import BadInputReport
+from dataset_scripts.publish import publish
 from dataset_scripts.shapes import encode_png, multi_object_scene, render_scene, scene_boxes
 from dataset_scripts.yolo import load_data_yaml, names_from_yaml, parse_labels, yaml_splits
 from hf_tasks.errors import DataError

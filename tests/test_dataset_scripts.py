@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from dataset_scripts import SOURCES, cli, common, get_source
-from dataset_scripts.common import BadInputReport, check_image, publish, stratified_split
+from dataset_scripts.common import BadInputReport, check_image, stratified_split
+from dataset_scripts.publish import publish
 from dataset_scripts.shapes import write_image_folder
 from hf_tasks.errors import DataError
 
