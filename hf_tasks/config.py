@@ -123,6 +123,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     resume: str | None = None  # "auto" (newest complete checkpoint) or a checkpoint folder
     overwrite: bool = False
+    skip_nonfinite: bool = False  # skip steps with a NaN/inf loss or gradient instead of stopping the run
     report_to: list[str] = field(default_factory=list)  # accelerate trackers, e.g. [tensorboard]
     log_every: int = 10  # optimizer steps between loss logs
     data: DataConfig = field(default_factory=DataConfig)

@@ -41,6 +41,7 @@ class TrainState:
     best_step: int | None = None
     bad_evals: int = 0  # evaluations since the last improvement
     train_seconds: float = 0.0
+    skipped_steps: int = 0  # steps dropped for a non-finite loss or gradient (skip_nonfinite)
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -187,14 +188,14 @@ def train_one_epoch(run: Run, state: TrainState, bar) -> bool:
     for batch in loader:
         with acc.accumulate(model):
             loss = run.spec.forward(model, batch)["loss"]
-            check_finite(run, loss, state, batch)
-            acc.backward(loss)
-            if acc.sync_gradients and cfg.optim.max_grad_norm is not None:
-                acc.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-            run.optimizer.step()
+            if all_finite(run, loss, state, batch, "loss"):
+                acc.backward(loss)
+                if gradients_ok(run, model, state, batch):
+                    run.optimizer.step()
             run.optimizer.zero_grad()
         state.batches_done += 1
-        loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
+        if torch.isfinite(loss.detach()):
+            loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
         if not acc.sync_gradients:
             continue
         if not acc.optimizer_step_was_skipped:
@@ -203,7 +204,7 @@ def train_one_epoch(run: Run, state: TrainState, bar) -> bool:
         run.hooks.after_step(model, state.global_step)
         bar.update(1)
         if state.global_step % cfg.log_every == 0 or state.global_step == run.total_steps:
-            log_loss(run, state, loss_sum / loss_count, bar)
+            log_loss(run, state, loss_sum / max(loss_count, 1), bar)
             loss_sum, loss_count = torch.zeros((), device=acc.device), 0
         if state.global_step >= run.total_steps:
             break
@@ -230,17 +231,39 @@ def stop_if_signalled(run: Run, state: TrainState, started: float) -> None:
                     f"{ckpt.checkpoint_dir(run.output_dir)}: continue with --resume auto", signum)
 
 
-def check_finite(run: Run, loss: torch.Tensor, state: TrainState, batch: dict) -> None:
-    """Stop every process together on a NaN/inf loss instead of training on garbage."""
+def gradients_ok(run: Run, model: torch.nn.Module, state: TrainState, batch: dict) -> bool:
+    """At a sync step: clip, and check the gradient norm (fp16 overflow is left to the grad scaler)."""
+    acc, max_norm = run.accelerator, run.cfg.optim.max_grad_norm
+    if not acc.sync_gradients:
+        return True
+    norm = acc.clip_grad_norm_(model.parameters(), max_norm if max_norm is not None else float("inf"))
+    if run.cfg.mixed_precision == "fp16" or norm is None:
+        return True
+    return all_finite(run, torch.as_tensor(norm), state, batch, "gradient norm")
+
+
+def all_finite(run: Run, value: torch.Tensor, state: TrainState, batch: dict, what: str) -> bool:
+    """True when ``value`` is finite on every process; otherwise all processes stop together (or skip the step).
+
+    Never trains on silently and never patches values: the default raises, keeping the last complete checkpoint;
+    with ``skip_nonfinite`` every process drops this step's gradients and the skip is counted and reported.
+    """
     acc = run.accelerator
-    if not torch.isfinite(loss.detach()).all():
+    local_bad = not bool(torch.isfinite(value.detach()).all())
+    if local_bad:
         acc.set_trigger()
-    if acc.check_trigger():
-        ids = batch.get("index")
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
-        raise HfTasksError(f"non-finite loss at step {state.global_step + 1} (epoch {state.epoch}, sample ids "
-                           f"{ids} on process {acc.process_index}); the last complete checkpoint in "
-                           f"{ckpt.checkpoint_dir(run.output_dir)} is kept")
+    if not acc.check_trigger():
+        return True
+    ids = batch.get("index")
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+    where = (f"sample ids {ids} on process {acc.process_index}" if local_bad else "a batch on another process")
+    message = f"non-finite {what} at step {state.global_step + 1} (epoch {state.epoch}, {where})"
+    if run.cfg.skip_nonfinite:
+        state.skipped_steps += 1
+        acc.print(f"skipping the step: {message}")
+        return False
+    raise HfTasksError(f"{message}; the last complete checkpoint in {ckpt.checkpoint_dir(run.output_dir)} is kept "
+                       "(--skip-nonfinite skips such steps instead)")
 
 
 def log_loss(run: Run, state: TrainState, mean_loss: torch.Tensor, bar) -> None:
@@ -321,6 +344,7 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
                             run.output_dir, run.data)
     results: dict[str, Any] = {"train_steps": state.global_step, "train_epochs": state.epoch,
                                "train_runtime_s": round(state.train_seconds, 3),
+                               "train_skipped_steps": state.skipped_steps,
                                "train_samples": len(run.train_dataset), "num_processes": acc.num_processes,
                                "dataset": run.cfg.data.dataset,
                                "dataset_split_sizes": run.data.info.get("split_sizes", {})}

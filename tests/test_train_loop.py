@@ -135,7 +135,8 @@ def test_worker_count_does_not_change_the_run(shapes_classification, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_non_finite_loss_stops_with_step_and_sample_ids(shapes_classification, tmp_path, monkeypatch):
+def _poison(monkeypatch, at_call: int, kind: str):
+    """Make the 3rd forward return a NaN loss, or a finite loss whose gradient is NaN."""
     import dataclasses
 
     import hf_tasks.loop as loop
@@ -144,17 +145,47 @@ def test_non_finite_loss_stops_with_step_and_sample_ids(shapes_classification, t
     spec = get_task("classification")
     calls = {"n": 0}
 
-    def poisoned_forward(model, batch):
+    def forward(model, batch):
         calls["n"] += 1
         out = spec.forward(model, batch)
-        return {"loss": out["loss"] * float("nan")} if calls["n"] == 3 else out
+        if calls["n"] != at_call:
+            return out
+        if kind == "loss":
+            return {"loss": out["loss"] * float("nan")}
+        weight = next(p for p in model.parameters() if p.requires_grad)
+        return {"loss": out["loss"] + 0.0 * torch.sqrt(weight.abs().sum() * 0.0)}  # d/dx sqrt at 0: inf * 0
 
-    monkeypatch.setattr(loop, "get_task", lambda name: dataclasses.replace(spec, forward=poisoned_forward))
-    with pytest.raises(HfTasksError, match=r"non-finite loss at step 3 \(epoch 0, sample ids \[\d+(, \d+)*\]"):
+    monkeypatch.setattr(loop, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
+
+
+@pytest.mark.parametrize("kind, what", [("loss", "loss"), ("gradient", "gradient norm")])
+def test_non_finite_values_stop_with_step_and_sample_ids(shapes_classification, tmp_path, monkeypatch, kind, what):
+    _poison(monkeypatch, 3, kind)
+    with pytest.raises(HfTasksError, match=rf"non-finite {what} at step 3 \(epoch 0, sample ids \[\d+(, \d+)*\]"):
         train(shapes_classification, tmp_path / "run", "--epochs", "2", "--checkpoint-every", "2")
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-2"]  # the last good one, nothing written after the fault
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_skip_nonfinite_drops_the_step_and_keeps_weights_finite(shapes_classification, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    _poison(monkeypatch, 3, "gradient")
+    results = train(shapes_classification, tmp_path / "run", "--epochs", "1", "--skip-nonfinite")
+    assert results["train_skipped_steps"] == 1
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+@pytest.mark.parametrize("damage", ["weights", "state"])
+def test_corrupt_checkpoint_is_reported_with_its_path(shapes_classification, tmp_path, damage):
+    train(shapes_classification, tmp_path / "run", "--epochs", "1")
+    checkpoint = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*"))[-1]
+    target = checkpoint / ("model.safetensors" if damage == "weights" else "trainer_state.json")
+    target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2])
+    with pytest.raises(HfTasksError, match=f"checkpoint {checkpoint} is corrupt"):
+        train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto")
 
 
 def test_resume_refuses_a_different_model(shapes_classification, tmp_path):
