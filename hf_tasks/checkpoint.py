@@ -130,7 +130,15 @@ def load_best_weights(model, output_dir: str | Path) -> bool:
     state_dict = {}
     for shard in shards:
         state_dict.update(load_file(str(shard)))
-    model.load_state_dict(state_dict)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    # accelerate's save_model writes one copy of tensors that share storage (tied embeddings): a missing key is
+    # fine only when it aliases a loaded one
+    loaded = {p.data_ptr() for name, p in model.state_dict().items() if name in state_dict}
+    params = model.state_dict()
+    untied = [name for name in missing if params[name].data_ptr() not in loaded]
+    if unexpected or untied:
+        raise HfTasksError(f"best weights in {checkpoint_dir(output_dir) / BEST_DIR} do not match the model "
+                           f"(missing {untied[:5]}, unexpected {unexpected[:5]})")
     return True
 
 

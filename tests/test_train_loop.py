@@ -232,3 +232,19 @@ def test_task_hooks_run_every_step_and_resume_with_their_state(shapes_classifica
     assert CountingHooks.instances[-1].steps == first["train_steps"] and CountingHooks.instances[-1].evaluated > 0
     second = train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto")
     assert CountingHooks.instances[-1].steps == second["train_steps"] == 2 * first["train_steps"]
+
+
+def test_best_weights_reload_into_a_model_with_tied_embeddings(tmp_path):
+    """accelerate's save_model keeps one copy of tied tensors; restoring the best weights must accept that."""
+    from accelerate import Accelerator
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hf_tasks.checkpoint import load_best_weights, save_best_weights
+
+    model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=16))
+    assert model.lm_head.weight is model.transformer.wte.weight
+    save_best_weights(Accelerator(cpu=True), model, tmp_path)
+    fresh = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=16))
+    assert load_best_weights(fresh, tmp_path)
+    assert torch.equal(fresh.lm_head.weight, model.lm_head.weight)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
