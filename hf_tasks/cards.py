@@ -25,8 +25,12 @@ def write_card(output_dir: str | Path, model_id: str | None = None) -> Path:
     cfg, results, history, comparison = read_run(output_dir)
     if history:
         plot_curves(history, output_dir / CURVES_FILE)
+    if cfg.task == "detection":
+        from hf_tasks.cards_detection import plot_figures
+
+        plot_figures(results, output_dir)
     text = render_card(cfg, results, history, comparison, model_id or str(output_dir),
-                       has_curves=(output_dir / CURVES_FILE).is_file())
+                       has_curves=(output_dir / CURVES_FILE).is_file(), output_dir=output_dir)
     path = output_dir / "README.md"
     path.write_text(text)
     return path
@@ -45,8 +49,11 @@ def read_run(output_dir: Path) -> tuple[TrainConfig, dict, list, dict | None]:
 
 
 def render_card(cfg: TrainConfig, results: dict, history: list, comparison: dict | None, model_id: str,
-                has_curves: bool = False) -> str:
-    """A pure function of its inputs: the same run always renders the same card."""
+                has_curves: bool = False, output_dir: Path | None = None) -> str:
+    """A pure function of its inputs: the same run always renders the same card.
+
+    ``output_dir`` only tells which figure files exist (detection shows its PR curve and predictions if drawn).
+    """
     from huggingface_hub import ModelCard
 
     from model_cards import TEMPLATES_DIR
@@ -54,9 +61,21 @@ def render_card(cfg: TrainConfig, results: dict, history: list, comparison: dict
     template = TEMPLATES_DIR / f"{cfg.task}.md"
     if not template.is_file():
         raise HfTasksError(f"no model card template for task {cfg.task!r} in {TEMPLATES_DIR}")
-    context = classification_context(cfg, results, comparison)
-    card = ModelCard.from_template(card_data(cfg, results), template_path=str(template),
-                                   usage=usage_snippet(cfg, model_id),
+    if cfg.task == "detection":
+        from hf_tasks import cards_detection
+
+        context = cards_detection.context(cfg, results, output_dir)
+        data, usage = cards_detection.card_data(cfg, results), cards_detection.usage_snippet(model_id,
+                                                                                              context["has_pt"])
+    elif cfg.task == "captioning":
+        from hf_tasks import cards_captioning
+
+        context = cards_captioning.context(cfg, results, output_dir)
+        data, usage = cards_captioning.card_data(cfg, results), cards_captioning.usage_snippet(model_id)
+    else:
+        context = classification_context(cfg, results, comparison)
+        data, usage = card_data(cfg, results), usage_snippet(cfg, model_id)
+    card = ModelCard.from_template(data, template_path=str(template), usage=usage,
                                    curve=f"![training curves]({CURVES_FILE})" if has_curves else "",
                                    hyperparameters=hyperparameters(cfg), versions=framework_versions(),
                                    **context)
@@ -179,7 +198,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     if evals and "eval_loss" in evals[0]:
         axes[0].plot([h["step"] for h in evals], [h["eval_loss"] for h in evals], marker="o", label="eval loss")
     axes[0].set_xlabel("step"), axes[0].set_title("loss")
-    for key in ("eval_accuracy", "eval_macro_f1"):
+    for key in ("eval_accuracy", "eval_macro_f1", "eval_map", "eval_map_50", "eval_bleu4"):
         if evals and key in evals[0]:
             axes[1].plot([h["step"] for h in evals], [h[key] for h in evals], marker="o", label=key)
     axes[1].set_xlabel("step"), axes[1].set_ylim(0, 1.02), axes[1].set_title("evaluation")
