@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from hf_tasks.config import TrainConfig
 
 # task name -> module that registers it (imported lazily, so `import hf_tasks` stays light)
-_TASK_MODULES = {"classification": "hf_tasks.tasks.classification", "captioning": "hf_tasks.tasks.captioning"}
+_TASK_MODULES = {"classification": "hf_tasks.tasks.classification", "detection": "hf_tasks.tasks.detection",
+                 "captioning": "hf_tasks.tasks.captioning"}
 _TASKS: dict[str, TaskSpec] = {}
 
 
