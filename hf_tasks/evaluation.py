@@ -105,7 +105,8 @@ def run_evaluate(args) -> int:
     accelerator = make_accelerator(cfg)
     data = spec.load_data(cfg)
     bundle = spec.load_model(args.model)
-    check_same_labels(bundle.label_names, data, args.model)
+    if cfg.task == "classification":  # detection maps classes by name; captioning has none
+        check_same_labels(bundle.label_names, data, args.model)
     metrics = prefixed(evaluate_bundle(accelerator, spec, bundle, cfg, data, args.split, desc=args.split),
                        f"{args.split}_")
     if accelerator.is_main_process:
