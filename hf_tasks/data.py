@@ -45,3 +45,12 @@ def select_splits(dataset_dict, wanted: dict[str, str | None], limits: dict[str,
             raise DataError(f"{key!r}: split {split!r} is empty")
         splits[split] = ds
     return splits
+
+
+def open_run_splits(data_cfg) -> tuple:
+    """The prepared dataset of a run and the splits it uses (``DataConfig``: names, sample limits)."""
+    dataset_dict = load_prepared(data_cfg.dataset, data_cfg.revision)
+    wanted = {"data.train_split": data_cfg.train_split, "data.eval_split": data_cfg.eval_split,
+              "data.test_split": data_cfg.test_split}
+    limits = {"data.train_split": data_cfg.max_train_samples, "data.eval_split": data_cfg.max_eval_samples}
+    return dataset_dict, select_splits(dataset_dict, wanted, limits)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from hf_tasks.config import TrainConfig
-from hf_tasks.data import load_prepared, select_splits
+from hf_tasks.data import open_run_splits
 from hf_tasks.errors import ConfigError, DataError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, register_task
 
@@ -128,11 +128,7 @@ def _hint(name: str, known) -> str:
 def load_data(cfg: TrainConfig) -> TaskData:
     """Open the prepared dataset; find the image and caption columns."""
     data = cfg.data
-    dataset_dict = load_prepared(data.dataset, data.revision)
-    wanted = {"data.train_split": data.train_split, "data.eval_split": data.eval_split,
-              "data.test_split": data.test_split}
-    limits = {"data.train_split": data.max_train_samples, "data.eval_split": data.max_eval_samples}
-    splits = select_splits(dataset_dict, wanted, limits)
+    dataset_dict, splits = open_run_splits(data)
     column = caption_column(splits, data.image_column, data.label_column)
     gallery = next(s for s in (data.test_split, data.eval_split, data.train_split) if s is not None)
     info = {"dataset": data.dataset, "caption_column": column, "image_column": data.image_column,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_tasks.config import TrainConfig
-from hf_tasks.data import load_prepared, select_splits
+from hf_tasks.data import open_run_splits
 from hf_tasks.errors import ConfigError, DataError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, register_task
 
@@ -73,11 +73,7 @@ def _check_timm_name(name: str, pretrained: bool) -> None:
 def load_data(cfg: TrainConfig) -> TaskData:
     """Open the prepared dataset and check that its columns and labels are what classification needs."""
     data = cfg.data
-    dataset_dict = load_prepared(data.dataset, data.revision)
-    wanted = {"data.train_split": data.train_split, "data.eval_split": data.eval_split,
-              "data.test_split": data.test_split}
-    limits = {"data.train_split": data.max_train_samples, "data.eval_split": data.max_eval_samples}
-    splits = select_splits(dataset_dict, wanted, limits)
+    dataset_dict, splits = open_run_splits(data)
     label_names = check_columns(splits, data.image_column, data.label_column)
     info = {"label_names": label_names, "num_labels": len(label_names), "dataset": data.dataset,
             "split_sizes": {split: len(ds) for split, ds in dataset_dict.items()}}

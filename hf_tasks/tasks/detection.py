@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from hf_tasks.config import TrainConfig
-from hf_tasks.data import load_prepared, select_splits
+from hf_tasks.data import open_run_splits
 from hf_tasks.errors import ConfigError, DataError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks, register_task
 
@@ -114,11 +114,7 @@ def load_data(cfg: TrainConfig) -> TaskData:
     from hf_tasks.yolo_data import category_names
 
     data = cfg.data
-    dataset_dict = load_prepared(data.dataset, data.revision)
-    wanted = {"data.train_split": data.train_split, "data.eval_split": data.eval_split,
-              "data.test_split": data.test_split}
-    limits = {"data.train_split": data.max_train_samples, "data.eval_split": data.max_eval_samples}
-    splits = select_splits(dataset_dict, wanted, limits)
+    dataset_dict, splits = open_run_splits(data)
     names = None
     for split, ds in splits.items():
         if data.image_column not in ds.column_names:
