@@ -126,6 +126,9 @@ class TrainConfig:
     skip_nonfinite: bool = False  # skip steps with a NaN/inf loss or gradient instead of stopping the run
     report_to: list[str] = field(default_factory=list)  # accelerate trackers, e.g. [tensorboard]
     log_every: int = 10  # optimizer steps between loss logs
+    push_to_hub: str | None = None  # a repo id: push the finished run (model, card, results) there in one commit
+    hub_private: bool = True  # a repo created by push_to_hub is private unless this is false
+    hub_revision: str | None = None  # branch to push to (created if needed)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -289,6 +292,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.early_stopping_patience is None or cfg.early_stopping_patience >= 1, "early_stopping_patience",
          "must be >= 1"),
         (cfg.log_every >= 1, "log_every", "must be >= 1"),
+        (cfg.push_to_hub is None or cfg.push_to_hub.count("/") == 1, "push_to_hub", "must be a repo id user/name"),
         (bool(cfg.data.dataset), "data.dataset", "is required: a dataset folder built by `hf-tasks build-dataset` "
                                                  "or a Hub dataset id"),
         (cfg.data.image_size is None or cfg.data.image_size >= 8, "data.image_size", "must be >= 8"),

@@ -102,6 +102,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         train_epochs(run, state)
     results = finish(run, state)
     accelerator.end_training()
+    if cfg.push_to_hub and accelerator.is_main_process:
+        from hf_tasks.hub import push_run
+
+        push_run(output_dir, cfg.push_to_hub, private=cfg.hub_private, revision=cfg.hub_revision)
+    accelerator.wait_for_everyone()
     return results
 
 

@@ -78,3 +78,26 @@ def test_push_then_load_by_repo_id_predicts_the_same(runs, hub, tmp_path, task, 
     local = _predict(str(runs / run), dataset, task, client_env(hub, tmp_path / "local"))
     remote = _predict(repo, dataset, task, client_env(hub, tmp_path / "fresh_cache"))
     assert remote == local and len(local) == 3
+
+
+def test_train_push_to_hub_publishes_the_finished_run(shapes_classification, hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    from hf_tasks.loop import train
+
+    train(load_config(None, ["--data.dataset", str(shapes_classification), "--output-dir", str(tmp_path / "run"),
+                             "--max-steps", "2", "--batch-size", "8", "--data.image_size", "32",
+                             "--model.config", "{hidden_sizes: [8], convs_per_stage: 1}",
+                             "--push-to-hub", "user/pushed-by-train", "--hub-revision", "main"]))
+    api = HfApi(endpoint=hub.url)
+    files = api.list_repo_files("user/pushed-by-train")
+    assert {"model.safetensors", "config.json", "README.md", "results.json"} <= set(files)
+    assert api.model_info("user/pushed-by-train").private
+    assert 'model="user/pushed-by-train"' in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_push_to_hub_needs_a_repo_id():
+    from hf_tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'push_to_hub' must be a repo id"):
+        load_config(None, ["--data.dataset", "d", "--push-to-hub", "just-a-name"])
