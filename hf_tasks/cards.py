@@ -78,6 +78,7 @@ def render_card(cfg: TrainConfig, results: dict, history: list, comparison: dict
     card = ModelCard.from_template(data, template_path=str(template), usage=usage,
                                    curve=f"![training curves]({CURVES_FILE})" if has_curves else "",
                                    hyperparameters=hyperparameters(cfg), versions=framework_versions(),
+                                   dataset_card=dataset_card_reference(cfg.data.dataset),
                                    **context)
     return str(card)
 
@@ -208,6 +209,13 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def dataset_card_reference(dataset: str) -> str:
+    """Where the dataset card is: its Hub page, or the README.md that `hf-tasks build-dataset` wrote."""
+    if _is_hub_id(dataset):
+        return f"[dataset card](https://huggingface.co/datasets/{dataset})"
+    return "its dataset card is the `README.md` (with `build_report.json`) in that folder"
 
 
 def _is_hub_id(dataset: str) -> bool:

@@ -78,6 +78,22 @@ def test_push_then_load_by_repo_id_predicts_the_same(runs, hub, tmp_path, task, 
     local = _predict(str(runs / run), dataset, task, client_env(hub, tmp_path / "local"))
     remote = _predict(repo, dataset, task, client_env(hub, tmp_path / "fresh_cache"))
     assert remote == local and len(local) == 3
+    _run_card_snippet(runs / run / "README.md", repo, client_env(hub, tmp_path / "snippet_cache"), tmp_path)
+
+
+def _run_card_snippet(card_path, repo: str, env, workdir) -> None:
+    """The card's usage snippet, exactly as pushed (push_run renders it for the repo id), against the Hub repo."""
+    import re
+
+    from PIL import Image
+
+    text = card_path.read_text()
+    snippet = re.search(r"## Usage\n.*?```python\n(.*?)```", text, re.S).group(1)
+    assert f'"{repo}"' in snippet
+    Image.new("RGB", (64, 64), "white").save(workdir / "image.jpg")
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_train_push_to_hub_publishes_the_finished_run(shapes_classification, hub, tmp_path):
