@@ -101,12 +101,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     with stop_on_signals() as run.stop_flag:
         train_epochs(run, state)
     results = finish(run, state)
-    accelerator.end_training()
     if cfg.push_to_hub and accelerator.is_main_process:
         from hf_tasks.hub import push_run
 
         push_run(output_dir, cfg.push_to_hub, private=cfg.hub_private, revision=cfg.hub_revision)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # ends trackers and, on N processes, the process group: nothing collective after
     return results
 
 
