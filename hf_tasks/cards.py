@@ -75,6 +75,7 @@ def render_card(cfg: TrainConfig, results: dict, history: list, comparison: dict
     else:
         context = classification_context(cfg, results, comparison)
         data, usage = card_data(cfg, results), usage_snippet(cfg, model_id)
+    data.license = cfg.hub_license
     card = ModelCard.from_template(data, template_path=str(template), usage=usage,
                                    curve=f"![training curves]({CURVES_FILE})" if has_curves else "",
                                    hyperparameters=hyperparameters(cfg), versions=framework_versions(),
@@ -156,7 +157,7 @@ def hyperparameters(cfg: TrainConfig) -> list[tuple[str, str]]:
             rows.append((prefix[:-1], json.dumps(value) if isinstance(value, (dict, list)) else str(value)))
 
     walk("", cfg.to_dict())
-    return [(k, v) for k, v in rows if k not in ("output_dir", "resume", "overwrite")]
+    return [(k, v) for k, v in rows if k not in ("output_dir", "resume", "overwrite", "push_to_hub", "hub_private", "hub_revision", "hub_license")]
 
 
 def usage_snippet(cfg: TrainConfig, model_id: str) -> str:

@@ -129,6 +129,7 @@ class TrainConfig:
     push_to_hub: str | None = None  # a repo id: push the finished run (model, card, results) there in one commit
     hub_private: bool = True  # a repo created by push_to_hub is private unless this is false
     hub_revision: str | None = None  # branch to push to (created if needed)
+    hub_license: str = "other"  # the card's license id (e.g. apache-2.0); "other" until the user says
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

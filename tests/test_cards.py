@@ -31,6 +31,7 @@ def test_card_metadata_round_trips_through_the_hub_parser(trained_cnn):
     results = read_json(trained_cnn / "results.json")
     data = card.data.to_dict()
     assert data["pipeline_tag"] == "image-classification" and "hf-tasks" in data["tags"]
+    assert data["license"] == "other"  # the default until the user names one (hub_license)
     _, evals = model_index_to_eval_results(data["model-index"])
     by_metric = {e.metric_type: e for e in evals}
     assert by_metric["accuracy"].metric_value == results["test_accuracy"]
