@@ -11,6 +11,48 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def jpeg_bytes(seed: int, size: int = 16) -> bytes:
+    """A real, noisy (so not trivially small) baseline JPEG."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    """Write a raw fixture file, creating its folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+OFFLINE_METRIC = """
+import json, socket
+def refuse(*args, **kwargs):
+    raise AssertionError(f"network access attempted: {args}")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from hf_tasks.metrics import load_metric
+"""
+
+
+def compute_metric_offline(tmp_path: Path, code: str) -> dict:
+    """Run ``code`` (which prints one JSON line) in a fresh interpreter: offline flags, empty HF caches, sockets
+    refused from start-up, so a metric that loads and computes there needs no network."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf_home"), "HF_MODULES_CACHE": str(tmp_path / "modules"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", OFFLINE_METRIC + code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def build_dataset(argv: list[str]) -> None:
     from dataset_scripts.cli import main
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
-import subprocess
-import sys
-import textwrap
 import warnings
 from pathlib import Path
 
@@ -18,8 +14,8 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from hf_tasks.metrics import METRICS_DIR, available_metrics, load_metric
+from tests.helpers import compute_metric_offline
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -132,31 +128,7 @@ def test_load_makes_no_network_call(monkeypatch) -> None:
 
 def test_offline_load_in_fresh_process_and_cache(tmp_path: Path) -> None:
     """HF_HUB_OFFLINE=1, empty HF caches, sockets refused from interpreter start: loading by path still works."""
-    script = textwrap.dedent(
-        """
-        import json, socket
-        def refuse(*args, **kwargs):
-            raise AssertionError(f"network access attempted: {args}")
-        socket.socket.connect = refuse
-        socket.create_connection = refuse
-        from hf_tasks.metrics import load_metric
-        out = load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0], num_labels=2)
-        print(json.dumps(out))
-        """
-    )
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_EVALUATE_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf_home"),
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = compute_metric_offline(tmp_path, 'print(json.dumps(load_metric("accuracy").compute('
+                                 'predictions=[0, 1, 1], references=[0, 1, 0], num_labels=2)))')
     assert math.isclose(out["accuracy"], 2 / 3)
     assert out["confusion_matrix"] == [[1, 1], [0, 1]]

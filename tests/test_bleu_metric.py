@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +13,8 @@ import pytest
 import sacrebleu
 
 from hf_tasks.metrics import available_metrics, load_metric
+from tests.helpers import compute_metric_offline
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 WORDS = "a an the cat dog man woman bike red blue small big is on in with near riding sitting .".split()
 
 
@@ -167,24 +163,7 @@ def test_load_makes_no_network_call(monkeypatch) -> None:
 
 def test_offline_load_in_fresh_process(tmp_path: Path) -> None:
     """HF_HUB_OFFLINE=1, empty HF caches, sockets refused from interpreter start: loading by path still works."""
-    script = textwrap.dedent(
-        """
-        import json, socket
-        def refuse(*args, **kwargs):
-            raise AssertionError(f"network access attempted: {args}")
-        socket.socket.connect = refuse
-        socket.create_connection = refuse
-        from hf_tasks.metrics import load_metric
-        refs = [["a cat on a mat"], ["x", "y"]]
-        out = load_metric("bleu").compute(predictions=["a cat on a mat", ""], references=refs)
-        print(json.dumps(out))
-        """
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf_home"), "HF_MODULES_CACHE": str(tmp_path / "modules"),
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = compute_metric_offline(tmp_path, 'refs = [["a cat on a mat"], ["x", "y"]]\n'
+                                 'print(json.dumps(load_metric("bleu").compute(predictions=["a cat on a mat", ""], '
+                                 'references=refs)))')
     assert out["hyp_len"] == 5 and out["ref_len"] == 6

@@ -8,10 +8,6 @@ import contextlib
 import io
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +16,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from hf_tasks.metrics import available_metrics, load_metric
+from tests.helpers import compute_metric_offline
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STATS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
          "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
 BACKENDS = ["faster_coco_eval", "pycocotools"]
@@ -307,23 +303,7 @@ def test_invalid_inputs_raise(metric, preds, refs, kwargs, message: str) -> None
 
 def test_offline_load_in_fresh_process(tmp_path: Path) -> None:
     """HF_HUB_OFFLINE=1, empty HF caches, sockets refused from interpreter start: loading by path still works."""
-    script = textwrap.dedent(
-        """
-        import json, socket
-        def refuse(*args, **kwargs):
-            raise AssertionError(f"network access attempted: {args}")
-        socket.socket.connect = refuse
-        socket.create_connection = refuse
-        from hf_tasks.metrics import load_metric
-        box = {"boxes": [[10, 10, 20, 20]], "labels": [0]}
-        print(json.dumps(load_metric("coco_map").compute(predictions=[{**box, "scores": [0.9]}], references=[box])))
-        """
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf_home"), "HF_MODULES_CACHE": str(tmp_path / "modules"),
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = compute_metric_offline(tmp_path, 'box = {"boxes": [[10, 10, 20, 20]], "labels": [0]}\n'
+                                 'print(json.dumps(load_metric("coco_map").compute('
+                                 'predictions=[{**box, "scores": [0.9]}], references=[box])))')
     assert out["map"] == 1.0 and out["per_class_ap"] == [1.0]

@@ -9,32 +9,22 @@ import json
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from dataset_scripts import cli, common, get_source
 from dataset_scripts.coco_captions import parse_coco_json, parse_karpathy
 from dataset_scripts.common import BadInputReport
 from dataset_scripts.flickr8k import parse_csv_file, parse_token_file
 from hf_tasks.errors import DataError
+from tests.helpers import jpeg_bytes, write
 
 UNSAFE = "image name escapes the image folder (absolute path or '..'); not opened"
 
 
-def jpeg_bytes(seed: int, size: int = 16) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
-def write(path: Path, data: bytes | str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return path
 
 
 def captions_for(i: int) -> list[str]:

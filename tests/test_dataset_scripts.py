@@ -3,40 +3,33 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import hashlib
-import io
 import json
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageFile
+from PIL import ImageFile
 
 from dataset_scripts import SOURCES, cli, common, get_source
 from dataset_scripts.common import BadInputReport, check_image, stratified_split
 from dataset_scripts.publish import publish
 from dataset_scripts.shapes import write_image_folder
 from hf_tasks.errors import DataError
+from tests.helpers import jpeg_bytes as small_jpeg
+from tests.helpers import write
+
+jpeg_bytes = partial(small_jpeg, size=48)  # a real (noisy, so not tiny) baseline JPEG
 
 THUMBS_DB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)  # OLE2 header, as in Windows' Thumbs.db
 
 
 # ------------------------------------------------------------------------------------------- raw fixtures
-def jpeg_bytes(seed: int, size: int = 48) -> bytes:
-    """A real (noisy, so not tiny) baseline JPEG."""
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 @pytest.fixture

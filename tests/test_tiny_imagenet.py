@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
-from PIL import Image
 
 from dataset_scripts import cli, common, get_source
 from dataset_scripts.captions_common import UNSAFE_NAME
 from hf_tasks.errors import DataError
+from tests.helpers import jpeg_bytes, write
 
 # wnids.txt order is deliberately not sorted: it is the class order.
 WNIDS = ["n02123045", "n01443537", "n03126707", "n01629819", "n02012849"]
@@ -30,17 +28,8 @@ NAMES = ["tabby", "goldfish", "crane (n03126707)", "European fire salamander", "
 TRAIN_PER_CLASS, VAL_PER_CLASS = 8, 2
 
 
-def jpeg_bytes(seed: int, size: int = 16) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
-def write(path: Path, data: bytes | str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return path
 
 
 @pytest.fixture
