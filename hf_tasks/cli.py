@@ -1,4 +1,4 @@
-"""The ``hf-tasks`` command: build-dataset, train, evaluate, compare, card, push, hub serve.
+"""The ``hf-tasks`` command: demo, build-dataset, train, evaluate, compare, card, push, hub serve.
 
 User mistakes (``HfTasksError``) print one ``error:`` line and exit with status 2, never a stack trace.
 """
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_build_dataset_parser(sub)
     sub.add_parser("train", help="train a model from a recipe (see `hf-tasks train --help`)", add_help=False)
+    sub.add_parser("demo", help="the whole flow for each task: data, training, evaluation, card, push, load back "
+                                "(see `hf-tasks demo --help`)", add_help=False)
     add_evaluate_parser(sub)
     add_compare_parser(sub)
     card = sub.add_parser("card", help="(re)write the model card README.md of a finished run folder")
@@ -75,6 +77,10 @@ def dispatch(argv: list[str]) -> int:
         from hf_tasks.train import run
 
         return run(argv[1:])
+    if argv and argv[0] == "demo":
+        from hf_tasks.demo import run as run_demo
+
+        return run_demo(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "build-dataset":
         from dataset_scripts.cli import run_build_dataset

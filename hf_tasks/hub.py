@@ -32,9 +32,11 @@ EXPORT_MANIFEST = "export_manifest.json"
 
 
 def push_run(output_dir: str | Path, repo_id: str, private: bool = True, revision: str | None = None,
-             create_pr: bool = False, commit_message: str | None = None):
+             create_pr: bool = False, commit_message: str | None = None, endpoint: str | None = None,
+             token: str | None = None):
     """Create the repo (and branch) if needed, re-render the card for ``repo_id``, upload in one commit.
 
+    ``endpoint``/``token`` default to huggingface_hub's own (``HF_ENDPOINT``, ``HF_TOKEN``, the cached login).
     Returns huggingface_hub's ``CommitInfo`` (``.oid``, ``.repo_url``, ``.pr_url``).
     """
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -43,10 +45,10 @@ def push_run(output_dir: str | Path, repo_id: str, private: bool = True, revisio
 
     output_dir = Path(output_dir)
     check_push_args(output_dir, repo_id)
-    token = require_token()
+    token = token or require_token()
     write_card(output_dir, model_id=repo_id)  # local and can fail: before anything is created on the Hub
     files = files_to_push(output_dir)
-    api = HfApi(token=token)
+    api = HfApi(endpoint=endpoint, token=token)
     with hub_errors(repo_id, token):
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision and revision != "main" and not revision.startswith("refs/pr/"):

@@ -1,0 +1,403 @@
+"""``hf-tasks demo``: the whole flow, end to end, for each task.
+
+For every job: build the dataset → train with ``accelerate launch`` (the run ends with the evaluation on the test
+split) → write the card → push to a Hub (a local endpoint the demo serves itself, or a folder with ``--hub-dir``) →
+load the model back in a fresh process, by repo id, and predict a held-out image. Then one summary table, and
+``summary.json`` plus ``report.html`` (plots, galleries, the held-out predictions) in the output folder.
+
+With no ``--recipe`` the jobs are the three tasks on the embedded synthetic shapes data, each with the bar its task
+issue sets (accuracy ≥ 0.95, mAP50 ≥ 0.5, BLEU-4 ≥ 0.5). ``--recipe NAME --dataset PATH [--key value ...]`` runs the
+same stages on a real prepared dataset: the demo is only the default data, not a separate code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from hf_tasks.errors import ConfigError, HfTasksError
+
+NAMESPACE = "demo"
+MARKER = ".hf-tasks-demo"  # marks a folder the demo owns (and may replace with --overwrite)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "YOLO_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+STAGES = ("build dataset", "train + test evaluation (accelerate launch)", "model card", "push", "load back + predict")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The learning a task must show on the demo data: ``results[metric] >= threshold``."""
+
+    metric: str
+    threshold: float
+
+    def met(self, results: dict[str, Any]) -> bool:
+        value = results.get(self.metric)
+        return isinstance(value, (int, float)) and value >= self.threshold
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One task on the embedded shapes data: how to build it, which recipe trains it, the bar it must pass."""
+
+    recipe: str
+    repo_name: str
+    build: tuple[str, ...]
+    bar: Bar
+    overrides: tuple[str, ...] = ()
+    quick_build: tuple[str, ...] = ()  # replaces ``build`` with --quick
+    quick_overrides: tuple[str, ...] = ()  # appended with --quick
+
+
+PRESETS = {
+    "classification": Preset(
+        recipe="shapes_cnn", repo_name="shapes-cnn", bar=Bar("test_accuracy", 0.95),
+        build=("--task", "classification", "--num-images", "600", "--image-size", "64")),  # < 1 min: same quick
+    "detection": Preset(
+        recipe="shapes_yolov8n", repo_name="shapes-yolov8n", bar=Bar("test_map_50", 0.5),
+        build=("--task", "detection", "--num-images", "480", "--image-size", "128", "--val-fraction", "0.1667",
+               "--test-fraction", "0.1667"),
+        overrides=("--data.test_split", "test"),
+        quick_overrides=("--epochs", "8", "--model.config", "{hyp: {close_mosaic: 3, cache: ram}}")),
+    "captioning": Preset(
+        recipe="shapes_captioning_cnn_lstm", repo_name="shapes-captioner", bar=Bar("test_bleu4", 0.5),
+        build=("--task", "captioning", "--num-images", "2000", "--image-size", "64"),
+        quick_build=("--task", "captioning", "--num-images", "1000", "--image-size", "64"),
+        quick_overrides=("--epochs", "6")),
+}
+
+
+@dataclass
+class Job:
+    task: str
+    recipe: str
+    repo_name: str
+    dataset: Path
+    build_args: list[str] | None  # shapes build arguments; None: the user's prepared dataset
+    overrides: list[str]
+    bar: Bar | None
+    offline: bool  # the embedded data needs nothing from the network: children run offline
+
+
+@dataclass
+class Outcome:
+    """What happened to one job; ``failed`` names the stage that stopped it."""
+
+    job: Job
+    run_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    repo: str = ""
+    prediction: dict[str, Any] | None = None
+    heldout_image: Path | None = None
+    failed: str | None = None
+
+    @property
+    def bar_met(self) -> bool | None:
+        return None if self.job.bar is None or self.failed else self.job.bar.met(self.results)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hf-tasks demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Any other --key value pairs are training overrides, as for `hf-tasks train`.")
+    p.add_argument("--out", default="demo_outputs", help="folder for datasets, runs, the local Hub and the report")
+    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs: a smoke run of the flow")
+    p.add_argument("--tasks", default=",".join(PRESETS), help="comma list of built-in jobs to run")
+    p.add_argument("--recipe", help="run this recipe instead of the built-in jobs (with --dataset)")
+    p.add_argument("--dataset", help="prepared dataset folder or Hub id for --recipe (default: the recipe's)")
+    p.add_argument("--hub-dir", help="publish into this folder instead of a local Hub endpoint")
+    p.add_argument("--namespace", default=NAMESPACE, help="namespace of the repo ids")
+    p.add_argument("--num-processes", type=int, default=1, help="processes per training (accelerate launch)")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    p.add_argument("--overwrite", action="store_true", help="replace the output of an earlier demo in --out")
+    return p
+
+
+def make_jobs(args, overrides: list[str]) -> list[Job]:
+    """The built-in shapes jobs, or one job from ``--recipe``; everything is checked before any work starts."""
+    from hf_tasks.config import load_config
+
+    out = Path(args.out)
+    if args.recipe:
+        if args.quick:
+            raise ConfigError("--quick shrinks the built-in shapes jobs; for a smoke run of a recipe pass "
+                              "training overrides such as --max-steps 10")
+        extra = [*overrides, *(["--data.dataset", args.dataset] if args.dataset else [])]
+        cfg = load_config(args.recipe, extra)
+        if not cfg.data.dataset:
+            raise ConfigError("data.dataset: the recipe names no dataset; pass --dataset PATH")
+        name = Path(args.recipe).stem.replace("_", "-")
+        return [Job(cfg.task, args.recipe, name, Path(cfg.data.dataset), None, extra, None, offline=False)]
+    if args.dataset:
+        raise ConfigError("--dataset goes with --recipe (the built-in jobs build their own shapes data)")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in PRESETS]
+    if unknown or not tasks:
+        raise ConfigError(f"--tasks {args.tasks!r}: choose from {', '.join(PRESETS)}")
+    jobs = []
+    for task in tasks:
+        preset = PRESETS[task]
+        dataset = out / "data" / f"shapes_{task}"
+        build = list(preset.quick_build if args.quick and preset.quick_build else preset.build)
+        extra = [*preset.overrides, *(preset.quick_overrides if args.quick else ()), *overrides]
+        load_config(preset.recipe, [*extra, "--data.dataset", str(dataset)])  # bad overrides fail here, not later
+        jobs.append(Job(task, preset.recipe, preset.repo_name, dataset, build, extra, preset.bar, offline=True))
+    return jobs
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """A fresh folder, or (with --overwrite) one an earlier demo made; never someone else's files."""
+    if out.exists() and not out.is_dir():
+        raise HfTasksError(f"--out {out} is a file")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise HfTasksError(f"--out {out} is not empty and was not made by `hf-tasks demo`; choose another folder")
+        if not overwrite:
+            raise HfTasksError(f"--out {out} holds an earlier demo; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by hf-tasks demo\n")
+
+
+class Progress:
+    """One header line per stage: which job and stage, how many stages are done, time so far."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start = total, 0, time.monotonic()
+
+    @contextlib.contextmanager
+    def stage(self, outcome: Outcome, name: str) -> Iterator[None]:
+        self.done += 1
+        elapsed = time.monotonic() - self.start
+        print(f"\n==> [{self.done}/{self.total}] {outcome.job.task}: {name}   ({elapsed / 60:.1f} min so far)",
+              flush=True)
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            outcome.seconds[name] = round(time.monotonic() - began, 2)
+
+
+class ServedHub:
+    """The local Hub endpoint (``hf_tasks.hub_server``) on a free loopback port, storing repos under ``root``."""
+
+    def __init__(self, root: Path, namespace: str):
+        from hf_tasks.hub_server import serve
+
+        self.token = "hf_demo_" + secrets.token_hex(16)  # this server accepts only it
+        self.namespace, self.home = namespace, root.parent / "hf_home"
+        self.handle = serve(root, tokens=[self.token])
+        self.where = f"local Hub at {self.handle.url} (repos stored in {root})"
+
+    def publish(self, run_dir: Path, repo_name: str) -> str:
+        from hf_tasks.hub import push_run
+
+        repo_id = f"{self.namespace}/{repo_name}"
+        with local_endpoint_client():
+            push_run(run_dir, repo_id, endpoint=self.handle.url, token=self.token)
+        return repo_id
+
+    def client_env(self) -> dict[str, str]:
+        """A user's fresh process: online against this endpoint, with an empty cache of its own."""
+        shutil.rmtree(self.home, ignore_errors=True)
+        return {"HF_ENDPOINT": self.handle.url, "HF_TOKEN": self.token, "HF_HUB_DISABLE_XET": "1",
+                "HF_HOME": str(self.home), "HF_HUB_CACHE": str(self.home / "hub"), "HF_HUB_OFFLINE": "0",
+                "TRANSFORMERS_OFFLINE": "0", "HF_DATASETS_OFFLINE": "1"}
+
+    def close(self) -> None:
+        self.handle.stop()
+
+
+@contextlib.contextmanager
+def local_endpoint_client() -> Iterator[None]:
+    """This process's client as ``HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0`` would make it, for one push.
+
+    The local endpoint speaks the plain LFS protocol (not Xet), and it is on loopback, so an offline setting (right
+    for everything else the demo does) must not stop it. huggingface_hub reads both variables once, at import, into
+    ``constants``, and looks the flags up there at request time.
+    """
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_DISABLE_XET, constants.HF_HUB_OFFLINE
+    constants.HF_HUB_DISABLE_XET, constants.HF_HUB_OFFLINE = True, False
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DISABLE_XET, constants.HF_HUB_OFFLINE = before
+
+
+class FolderHub:
+    """``--hub-dir``: each repo is a folder ``DIR/namespace/name`` holding exactly what a push would upload."""
+
+    def __init__(self, root: Path, namespace: str):
+        self.root, self.namespace = root, namespace
+        self.where = f"folder {root}"
+
+    def publish(self, run_dir: Path, repo_name: str) -> str:
+        from hf_tasks.cards import write_card
+        from hf_tasks.hub import files_to_push
+
+        dest = self.root / self.namespace / repo_name
+        write_card(run_dir, model_id=str(dest))
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name in files_to_push(run_dir):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run_dir / name, tmp / name)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.replace(dest)
+        return str(dest)
+
+    def client_env(self) -> dict[str, str]:
+        return dict(OFFLINE_ENV)
+
+    def close(self) -> None:
+        pass
+
+
+def launch_command(job: Job, run_dir: Path, num_processes: int, mixed_precision: str) -> list[str]:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no"]
+    if num_processes > 1:
+        cmd.append("--multi_gpu")
+    return [*cmd, "-m", "hf_tasks.train", "--recipe", job.recipe, *job.overrides, "--data.dataset", str(job.dataset),
+            "--output-dir", str(run_dir), "--mixed-precision", mixed_precision, "--overwrite"]
+
+
+def run_streamed(cmd: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Run ``cmd`` showing its output live (progress bars included) and keeping all of it in ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                                      stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read1(4096):
+            log.write(chunk)
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        return proc.wait()
+
+
+def child_env(job: Job, num_processes: int, **extra: str) -> dict[str, str]:
+    env = {**os.environ, **(OFFLINE_ENV if job.offline else {}), **extra}
+    if num_processes > 1 and not _has_gpu():
+        env["ACCELERATE_USE_CPU"] = "1"
+    return env
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def run_job(job: Job, out: Path, hub, progress: Progress, args) -> Outcome:
+    """The five stages of one job; a failing stage is recorded (with where its log is) and ends this job only."""
+    outcome = Outcome(job, out / "runs" / job.repo_name)
+    stage = STAGES[0]
+    try:
+        if job.build_args is not None:
+            with progress.stage(outcome, stage):
+                build_dataset(job)
+        stage = STAGES[1]
+        with progress.stage(outcome, stage):
+            train(job, outcome, out, args)
+        stage = STAGES[2]
+        with progress.stage(outcome, stage):
+            from hf_tasks.cards import write_card
+
+            print(f"wrote {write_card(outcome.run_dir)}")
+        stage = STAGES[3]
+        with progress.stage(outcome, stage):
+            outcome.repo = hub.publish(outcome.run_dir, job.repo_name)
+            print(f"published {outcome.run_dir} as {outcome.repo} on the {hub.where}")
+        stage = STAGES[4]
+        with progress.stage(outcome, stage):
+            load_back(job, outcome, out, hub)
+    except HfTasksError as err:
+        outcome.failed = f"{stage}: {err}"
+        print(f"error: {job.task}: {outcome.failed}", file=sys.stderr)
+    return outcome
+
+
+def build_dataset(job: Job) -> None:
+    from hf_tasks.cli import dispatch
+
+    dispatch(["build-dataset", "shapes", *job.build_args, "--out", str(job.dataset)])
+
+
+def train(job: Job, outcome: Outcome, out: Path, args) -> None:
+    cmd = launch_command(job, outcome.run_dir, args.num_processes, args.mixed_precision)
+    log = out / "logs" / f"{job.repo_name}-train.log"
+    print("$ " + " ".join(cmd[cmd.index("-m", 2) + 1:]) + f"   (log: {log})", flush=True)
+    code = run_streamed(cmd, child_env(job, args.num_processes), log)
+    if code != 0:
+        raise HfTasksError(f"training exited with status {code}; its output is in {log}")
+    import yaml
+
+    outcome.results = json.loads((outcome.run_dir / "results.json").read_text())
+    outcome.model = yaml.safe_load((outcome.run_dir / "train_config.yaml").read_text())["model"]["name"]
+
+
+def load_back(job: Job, outcome: Outcome, out: Path, hub) -> None:
+    """A fresh process loads the published model by its id and predicts the first held-out image."""
+    import yaml
+
+    data_cfg = yaml.safe_load((outcome.run_dir / "train_config.yaml").read_text())["data"]
+    split = data_cfg.get("test_split") or data_cfg.get("eval_split") or data_cfg["train_split"]
+    image = out / "report" / f"{job.repo_name}-heldout.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "hf_tasks.demo_predict", "--task", job.task, "--model", outcome.repo,
+           "--dataset", str(job.dataset), "--split", split, "--image-column", data_cfg["image_column"],
+           "--label-column", data_cfg["label_column"], "--image-out", str(image)]
+    log = out / "logs" / f"{job.repo_name}-predict.log"
+    with open(log, "w") as err:
+        proc = subprocess.run(cmd, env=child_env(job, 1, **hub.client_env()), stdout=subprocess.PIPE, stderr=err,
+                              text=True)
+    if proc.returncode != 0:
+        raise HfTasksError(f"loading {outcome.repo} back failed (status {proc.returncode}); see {log}")
+    outcome.prediction = json.loads(proc.stdout.strip().splitlines()[-1])
+    outcome.heldout_image = image
+    print(f"{outcome.repo} on held-out image 0 of '{split}': {json.dumps(outcome.prediction['prediction'])}")
+    print(f"  truth: {json.dumps(outcome.prediction['truth'])}")
+
+
+def run(argv: list[str]) -> int:
+    """``hf-tasks demo``: exit 0 when every job finished and passed its bar, 1 otherwise (the table says which)."""
+    from hf_tasks.demo_report import summary_table, write_report
+
+    args, overrides = build_parser().parse_known_args(argv)
+    if args.num_processes < 1:
+        raise ConfigError(f"--num-processes must be at least 1 (got {args.num_processes})")
+    out = Path(args.out)
+    jobs = make_jobs(args, overrides)
+    prepare_out(out, args.overwrite)
+    started = time.monotonic()
+    progress = Progress(sum(len(STAGES) - (job.build_args is None) for job in jobs))
+    hub = FolderHub(Path(args.hub_dir), args.namespace) if args.hub_dir else ServedHub(out / "hub", args.namespace)
+    try:
+        outcomes = [run_job(job, out, hub, progress, args) for job in jobs]
+    finally:
+        hub.close()
+    minutes = (time.monotonic() - started) / 60
+    print("\n" + summary_table(outcomes))
+    report = write_report(out, outcomes, minutes, " ".join(["hf-tasks", "demo", *argv]))
+    print(f"\nall stages: {minutes:.1f} min; report: {report}; summary: {out / 'summary.json'}")
+    if not args.hub_dir:
+        print(f"the repos stay in {out / 'hub'}: `hf-tasks hub serve --root {out / 'hub'}` serves them again")
+    short = [o for o in outcomes if o.failed or o.bar_met is False]
+    for o in short:
+        reason = o.failed or f"{o.job.bar.metric} = {o.results.get(o.job.bar.metric)} < {o.job.bar.threshold}"
+        print(f"FELL SHORT: {o.job.task} ({o.job.recipe}): {reason}", file=sys.stderr)
+    return 1 if short else 0
