@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, read_json, subprocess_env
+from tests.helpers import read_json, subprocess_env
 
 
 def run_demo(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
