@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -190,83 +189,6 @@ class Progress:
             outcome.seconds[name] = round(time.monotonic() - began, 2)
 
 
-class ServedHub:
-    """The local Hub endpoint (``hf_tasks.hub_server``) on a free loopback port, storing repos under ``root``."""
-
-    def __init__(self, root: Path, namespace: str):
-        from hf_tasks.hub_server import serve
-
-        self.token = "hf_demo_" + secrets.token_hex(16)  # this server accepts only it
-        self.namespace, self.home = namespace, root.parent / "hf_home"
-        self.handle = serve(root, tokens=[self.token])
-        self.where = f"local Hub at {self.handle.url} (repos stored in {root})"
-
-    def publish(self, run_dir: Path, repo_name: str) -> str:
-        from hf_tasks.hub import push_run
-
-        repo_id = f"{self.namespace}/{repo_name}"
-        with local_endpoint_client():
-            push_run(run_dir, repo_id, endpoint=self.handle.url, token=self.token)
-        return repo_id
-
-    def client_env(self) -> dict[str, str]:
-        """A user's fresh process: online against this endpoint, with an empty cache of its own."""
-        shutil.rmtree(self.home, ignore_errors=True)
-        return {"HF_ENDPOINT": self.handle.url, "HF_TOKEN": self.token, "HF_HUB_DISABLE_XET": "1",
-                "HF_HOME": str(self.home), "HF_HUB_CACHE": str(self.home / "hub"), "HF_HUB_OFFLINE": "0",
-                "TRANSFORMERS_OFFLINE": "0", "HF_DATASETS_OFFLINE": "1"}
-
-    def close(self) -> None:
-        self.handle.stop()
-
-
-@contextlib.contextmanager
-def local_endpoint_client() -> Iterator[None]:
-    """This process's client as ``HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0`` would make it, for one push.
-
-    The local endpoint speaks the plain LFS protocol (not Xet), and it is on loopback, so an offline setting (right
-    for everything else the demo does) must not stop it. huggingface_hub reads both variables once, at import, into
-    ``constants``, and looks the flags up there at request time.
-    """
-    from huggingface_hub import constants
-
-    before = constants.HF_HUB_DISABLE_XET, constants.HF_HUB_OFFLINE
-    constants.HF_HUB_DISABLE_XET, constants.HF_HUB_OFFLINE = True, False
-    try:
-        yield
-    finally:
-        constants.HF_HUB_DISABLE_XET, constants.HF_HUB_OFFLINE = before
-
-
-class FolderHub:
-    """``--hub-dir``: each repo is a folder ``DIR/namespace/name`` holding exactly what a push would upload."""
-
-    def __init__(self, root: Path, namespace: str):
-        self.root, self.namespace = root, namespace
-        self.where = f"folder {root}"
-
-    def publish(self, run_dir: Path, repo_name: str) -> str:
-        from hf_tasks.cards import write_card
-        from hf_tasks.hub import files_to_push
-
-        dest = self.root / self.namespace / repo_name
-        write_card(run_dir, model_id=str(dest))
-        tmp = dest.with_name(dest.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for name in files_to_push(run_dir):
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(run_dir / name, tmp / name)
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.replace(dest)
-        return str(dest)
-
-    def client_env(self) -> dict[str, str]:
-        return dict(OFFLINE_ENV)
-
-    def close(self) -> None:
-        pass
-
-
 def launch_command(job: Job, run_dir: Path, num_processes: int, mixed_precision: str) -> list[str]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no"]
@@ -385,6 +307,8 @@ def run(argv: list[str]) -> int:
     prepare_out(out, args.overwrite)
     started = time.monotonic()
     progress = Progress(sum(len(STAGES) - (job.build_args is None) for job in jobs))
+    from hf_tasks.demo_publish import FolderHub, ServedHub
+
     hub = FolderHub(Path(args.hub_dir), args.namespace) if args.hub_dir else ServedHub(out / "hub", args.namespace)
     try:
         outcomes = [run_job(job, out, hub, progress, args) for job in jobs]
