@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Any other --key value pairs are training overrides, as for `hf-tasks train`.")
     p.add_argument("--out", default="demo_outputs", help="folder for datasets, runs, the local Hub and the report")
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs: a smoke run of the flow")
-    p.add_argument("--tasks", default=",".join(PRESETS), help="comma list of built-in jobs to run")
+    p.add_argument("--tasks", help=f"comma list of built-in jobs to run (default: {','.join(PRESETS)})")
     p.add_argument("--recipe", help="run this recipe instead of the built-in jobs (with --dataset)")
     p.add_argument("--dataset", help="prepared dataset folder or Hub id for --recipe (default: the recipe's)")
     p.add_argument("--hub-dir", help="publish into this folder instead of a local Hub endpoint")
@@ -130,6 +130,8 @@ def make_jobs(args, overrides: list[str]) -> list[Job]:
 
     out = Path(args.out)
     if args.recipe:
+        if args.tasks:
+            raise ConfigError("--tasks picks built-in jobs; --recipe runs its own task")
         if args.quick:
             raise ConfigError("--quick shrinks the built-in shapes jobs; for a smoke run of a recipe pass "
                               "training overrides such as --max-steps 10")
@@ -141,7 +143,7 @@ def make_jobs(args, overrides: list[str]) -> list[Job]:
         return [Job(cfg.task, args.recipe, name, Path(cfg.data.dataset), None, extra, None, offline=False)]
     if args.dataset:
         raise ConfigError("--dataset goes with --recipe (the built-in jobs build their own shapes data)")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = [t.strip() for t in (args.tasks or ",".join(PRESETS)).split(",") if t.strip()]
     unknown = [t for t in tasks if t not in PRESETS]
     if unknown or not tasks:
         raise ConfigError(f"--tasks {args.tasks!r}: choose from {', '.join(PRESETS)}")

@@ -64,6 +64,7 @@ def test_recipe_and_dataset_run_every_stage(shapes_classification, tmp_path, hub
     (["--tasks", "segmentation"], "--tasks 'segmentation': choose from classification, detection, captioning"),
     (["--dataset", "data/x"], "--dataset goes with --recipe"),
     (["--recipe", "shapes_cnn", "--quick"], "--quick shrinks the built-in shapes jobs"),
+    (["--recipe", "shapes_cnn", "--tasks", "detection"], "--tasks picks built-in jobs"),
     (["--recipe", "no_such_recipe"], "no_such_recipe"),
     (["--num-processes", "0"], "--num-processes must be at least 1"),
     (["--epochs", "0"], "epochs"),
