@@ -97,7 +97,7 @@ def card_data(cfg: TrainConfig, results: dict):
     common = dict(task_type="image-classification", dataset_type=dataset, dataset_name=Path(dataset).name or dataset,
                   dataset_split=cfg.data.test_split, dataset_revision=cfg.data.revision)
     evals = [EvalResult(metric_type="accuracy", metric_name="Accuracy", metric_value=results["test_accuracy"],
-                        **common)]
+                        **common)] if "test_accuracy" in results else []  # no test split: no reported results
     if results.get("test_macro_f1") is not None:
         evals.append(EvalResult(metric_type="f1", metric_name="Macro F1", metric_config="macro",
                                 metric_value=results["test_macro_f1"], **common))
@@ -110,7 +110,7 @@ def card_data(cfg: TrainConfig, results: dict):
         base_model=cfg.model.name if cfg.model.pretrained and family != "small_cnn" else None,
         datasets=[dataset] if _is_hub_id(dataset) else None,
         metrics=["accuracy", "f1"],
-        eval_results=evals,
+        eval_results=evals or None,
     )
 
 

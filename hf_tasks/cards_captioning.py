@@ -75,13 +75,13 @@ def card_data(cfg: TrainConfig, results: dict):
     evals = [EvalResult(task_type="image-to-text", dataset_type=dataset, dataset_name=Path(dataset).name or dataset,
                         dataset_split=cfg.data.test_split, dataset_revision=cfg.data.revision, metric_type="bleu",
                         metric_name="BLEU-4", metric_config=results.get("test_bleu_variant"),
-                        metric_value=results["test_bleu4"])]
+                        metric_value=results["test_bleu4"])] if "test_bleu4" in results else []
     bases = pretrained_names(cfg)
     return ModelCardData(
         model_name=Path(cfg.output_dir).name, library_name="transformers", pipeline_tag="image-to-text",
         tags=["image-to-text", "image-captioning", "vision-encoder-decoder", "hf-tasks"],
         base_model=(bases[0] if len(bases) == 1 else bases) or None,
-        datasets=[dataset] if _is_hub_id(dataset) else None, metrics=["bleu"], eval_results=evals,
+        datasets=[dataset] if _is_hub_id(dataset) else None, metrics=["bleu"], eval_results=evals or None,
     )
 
 

@@ -20,6 +20,7 @@ COMPLETE = "COMPLETE"
 BEST_DIR = "best"  # the best weights so far; never rotated away
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
+UNCHECKED_KEYS = ("resume", "overwrite", "model.trust_pickle")  # settings a resumed run may change freely
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -79,6 +80,38 @@ def find_resume_checkpoint(output_dir: str | Path, resume: str) -> Path | None:
         raise HfTasksError(f"'resume': checkpoint {path} is incomplete (no {COMPLETE} marker): it was interrupted "
                            "while being written; pick an earlier one or use --resume auto")
     return path
+
+
+def check_same_labels(path: Path, saved: list[str] | None, labels: list[str] | None, dataset: str) -> None:
+    """A checkpoint's head predicts the labels it was trained on: resuming with others would mislabel everything."""
+    if saved is None or labels is None or list(saved) == list(labels):
+        return
+    raise HfTasksError(f"--resume: checkpoint {path} was trained for {len(saved)} labels {saved[:10]}, but "
+                       f"'data.dataset' {dataset!r} now has {len(labels)} labels {labels[:10]}; resume with the "
+                       "dataset it was trained on, or train into a new output_dir")
+
+
+def load_training_state(accelerator, path: Path, trust_pickle: bool = False) -> None:
+    """``accelerator.load_state``, after checking the files it would unpickle without ``weights_only``.
+
+    accelerate reads weights from safetensors and the optimizer, scheduler and RNG states with
+    ``weights_only=True``, but the objects registered for checkpointing (our scheduler, task hooks such as the
+    EMA) come back from ``custom_checkpoint_*.pkl`` with ``weights_only=False``: a tampered file could run code.
+    Each must first load under ``weights_only=True`` (ours always do) unless the user trusts pickles.
+    """
+    import torch
+
+    for file in [] if trust_pickle else sorted(path.glob("custom_checkpoint_*.pkl")):
+        try:
+            torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise HfTasksError(f"checkpoint {path} is corrupt or unsafe: {file.name} cannot be loaded with "
+                               f"weights_only=True ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                               "pass --trust-pickle (model.trust_pickle: true) only if you trust it") from None
+    try:
+        accelerator.load_state(str(path))
+    except Exception as err:  # a truncated or foreign file: name it, don't dump a stack trace
+        raise HfTasksError(f"checkpoint {path} is corrupt or does not match this model: {err}") from None
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -150,7 +183,8 @@ def check_same_run(current: dict[str, Any], output_dir: Path) -> None:
     if not saved_file.is_file():
         return
     saved, now = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(current)
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in ("resume", "overwrite"))
+    # keys the saved config lacks are newer fields; permissions (trust_pickle) may change between attempts
+    changed = sorted(k for k in saved if saved.get(k) != now.get(k) and k not in UNCHECKED_KEYS)
     fixed = [k for k in changed if k == "task" or k.startswith(("model.", "data.dataset"))]
     if fixed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in fixed)

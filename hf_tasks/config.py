@@ -72,13 +72,18 @@ class ModelConfig:
     ``name`` is a Hub id or local folder (transformers), ``timm/<arch>`` or ``timm:<arch>`` (timm), or
     ``small_cnn`` (the from-scratch baseline). ``config`` overrides architecture fields; with ``pretrained: false``
     and a ``model_type`` (or timm ``architecture``) in it, the model is built with no download at all.
+    The ``trust_*`` switches are the user's explicit say-so for loading risky files (see ``hf_tasks.trust``).
     """
 
     name: str = "small_cnn"
     pretrained: bool = True
-    revision: str | None = None
+    revision: str | None = None  # branch, tag or commit of model.name (a 40-hex sha with trust_remote_code)
     config: dict[str, Any] = field(default_factory=dict)
     freeze_backbone: bool = False  # True: train only the new head (linear probe)
+    checkpoint: str | None = None  # classification: a local weights file (.safetensors, timm .pth.tar) to start from
+    reset_head: bool = False  # True: a new head for the dataset's labels even when model.name is a fine-tuned run
+    trust_pickle: bool = False  # True: pickled weights (.bin/.pt/.pth) may load (they can run code)
+    trust_remote_code: bool = False  # True: run the model repo's own code; needs model.revision pinned to a sha
 
 
 @dataclass
@@ -257,6 +262,7 @@ _ALIASES = {
     "lr_scheduler_type": "scheduler", "sched": "scheduler", "opt": "optimizer", "clip_grad": "max_grad_norm",
     "resume_from_checkpoint": "resume", "model_name_or_path": "name", "warmup_epochs": "warmup_ratio",
     "fp16": "mixed_precision", "bf16": "mixed_precision", "mixed_precision_dtype": "mixed_precision",
+    "ignore_mismatched_sizes": "reset_head",
 }
 
 
@@ -316,6 +322,9 @@ def validate(cfg: TrainConfig) -> None:
         if not ok:
             raise ConfigError(f"{key!r} {message} (got {_get(cfg, key)!r})")
     _validate_environment(cfg)
+    from hf_tasks.trust import validate_trust
+
+    validate_trust(cfg.model)
     from hf_tasks.registry import get_task
 
     get_task(cfg.task).validate(cfg)

@@ -42,6 +42,7 @@ class TrainState:
     bad_evals: int = 0  # evaluations since the last improvement
     train_seconds: float = 0.0
     skipped_steps: int = 0  # steps dropped for a non-finite loss or gradient (skip_nonfinite)
+    label_names: list[str] | None = None  # what the head predicts: a resumed run must have the same
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -92,9 +93,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     output_dir = prepare_output_dir(cfg, accelerator)
     set_seed(cfg.seed)
     run = setup_run(cfg, accelerator, output_dir)
-    state = TrainState()
-    if cfg.resume:
-        state = resume(run, cfg.resume)
+    state = resume(run, cfg.resume) if cfg.resume else TrainState()
+    state.label_names = run.bundle.label_names
     if accelerator.is_main_process:
         cfg.save(output_dir / "train_config.yaml")
     accelerator.init_trackers("hf-tasks", config=_tracker_config(cfg))
@@ -162,10 +162,8 @@ def resume(run: Run, resume_from: str) -> TrainState:
         return TrainState()
     ckpt.check_same_run(run.cfg.to_dict(), run.output_dir)
     state = TrainState(**ckpt.read_state(path))
-    try:
-        run.accelerator.load_state(str(path))
-    except Exception as err:  # a truncated or foreign file: name it, don't dump a stack trace
-        raise HfTasksError(f"checkpoint {path} is corrupt or does not match this model: {err}") from None
+    ckpt.check_same_labels(path, state.label_names, run.bundle.label_names, run.cfg.data.dataset)
+    ckpt.load_training_state(run.accelerator, path, trust_pickle=run.cfg.model.trust_pickle)
     run.accelerator.print(f"resumed from {path} (epoch {state.epoch}, step {state.global_step})")
     return state
 
@@ -260,7 +258,7 @@ def all_finite(run: Run, value: torch.Tensor, state: TrainState, batch: dict, wh
     if not acc.check_trigger():
         return True
     ids = batch.get("index")
-    ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids) if ids is not None else None
     where = (f"sample ids {ids} on process {acc.process_index}" if local_bad else "a batch on another process")
     message = f"non-finite {what} at step {state.global_step + 1} (epoch {state.epoch}, {where})"
     if run.cfg.skip_nonfinite:

@@ -41,7 +41,8 @@ class TaskSpec:
     - ``validate(cfg)``: task-specific config checks, before anything is built.
     - ``load_data(cfg) -> TaskData``: the prepared splits plus dataset facts (label names, ...).
     - ``build_model(cfg, data) -> ModelBundle``: the network to train, sized to the data.
-    - ``load_model(path) -> ModelBundle``: a saved output folder (or Hub id) back for evaluation.
+    - ``load_model(path, policy=None) -> ModelBundle``: a saved output folder (or Hub id) back for evaluation;
+      safetensors only unless ``policy`` (``hf_tasks.trust.LoadPolicy``) trusts pickles.
     - ``make_dataset(split, bundle, cfg, data, train) -> torch Dataset`` with ``set_epoch``; ``collate`` batches it.
     - ``forward(model, batch) -> {"loss": ...}``; ``predict(model, batch) -> {name: per-sample tensor}``.
     - ``compute_metrics(outputs, data) -> {metric: value}`` on the gathered ``predict`` outputs.
@@ -58,7 +59,7 @@ class TaskSpec:
     validate: Callable[[TrainConfig], None]
     load_data: Callable[[TrainConfig], TaskData]
     build_model: Callable[[TrainConfig, TaskData], ModelBundle]
-    load_model: Callable[[str | Path], ModelBundle]
+    load_model: Callable[..., ModelBundle]
     make_dataset: Callable[..., torch.utils.data.Dataset]
     collate: Callable[[list[dict]], dict]
     forward: Callable[[torch.nn.Module, dict], dict]

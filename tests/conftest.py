@@ -82,3 +82,11 @@ def shapes_classification(tmp_path_factory):
 
 def pytest_configure(config):
     sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+
+
+@pytest.fixture(scope="session")
+def fault_data(tmp_path_factory):
+    """The tiniest shapes dataset of each task, for the fault-injection tests (``tests.faults``)."""
+    from tests.faults import build_fault_datasets
+
+    return build_fault_datasets(tmp_path_factory.mktemp("fault_data"))

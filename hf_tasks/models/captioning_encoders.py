@@ -102,18 +102,21 @@ class FeatureMapEncoder(PreTrainedModel):
         return BaseModelOutput(last_hidden_state=tokens) if return_dict else (tokens,)
 
 
-def build_encoder(spec: dict[str, Any], pretrained: bool, image_size: int | None):
+def build_encoder(spec: dict[str, Any], pretrained: bool, image_size: int | None, policy=None):
     """The encoder and its image processor from a recipe's ``model.config.encoder``.
 
     ``{name: ...}`` loads a Hub id or folder (weights only when ``pretrained``), ``{model_type: ...}`` builds from
     a config. CNN types are wrapped in :class:`FeatureMapEncoder`; anything else (ViT, DeiT, Swin, ...) is used as
     ``AutoModel`` gives it. An unused pooler is frozen: multi-process (DDP) training waits for gradients of every
-    trainable parameter, and the pooler would never get one.
+    trainable parameter, and the pooler would never get one. ``policy`` (``hf_tasks.trust.LoadPolicy``, safe by
+    default) decides whether pickled weights or remote code may load.
     """
-    overrides = {k: v for k, v in spec.items() if k not in ("name", "model_type")}
+    from hf_tasks.trust import LoadPolicy
+
+    overrides, policy = {k: v for k, v in spec.items() if k not in ("name", "model_type")}, policy or LoadPolicy()
     name = spec.get("name")
     if name is not None:
-        config = AutoConfig.from_pretrained(name, **overrides)
+        config = AutoConfig.from_pretrained(name, **policy.config_kwargs(), **overrides)
     else:
         config = AutoConfig.for_model(spec["model_type"], **overrides)
     if image_size and hasattr(config, "image_size") and "image_size" not in overrides and not pretrained:
@@ -122,23 +125,25 @@ def build_encoder(spec: dict[str, Any], pretrained: bool, image_size: int | None
     if config.model_type in FEATURE_MAP_BACKBONES:
         encoder = FeatureMapEncoder(FeatureMapEncoderConfig(backbone_config=config))
         if load:
-            encoder.backbone = AutoModel.from_pretrained(name, config=config)
+            encoder.backbone = AutoModel.from_pretrained(name, config=config, **policy.model_kwargs())
     else:
-        encoder = AutoModel.from_pretrained(name, config=config) if load else AutoModel.from_config(config)
+        encoder = AutoModel.from_pretrained(name, config=config, **policy.model_kwargs()) if load else \
+            AutoModel.from_config(config)
     for param_name, param in encoder.named_parameters():
         if param_name.startswith("pooler."):
             param.requires_grad = False
-    return encoder, build_image_processor(name if load else None, config, image_size)
+    return encoder, build_image_processor(name if load else None, config, image_size, policy.trust_remote_code)
 
 
-def build_image_processor(name: str | None, config: PreTrainedConfig, image_size: int | None):
+def build_image_processor(name: str | None, config: PreTrainedConfig, image_size: int | None,
+                          trust_remote_code: bool = False):
     """A pretrained encoder's own processor (resized to ``image_size`` if given), else a plain resize + [-1, 1]."""
     from transformers import AutoImageProcessor, ViTImageProcessor
 
     if name is None:
         size = image_size or getattr(config, "image_size", None) or 224
         return ViTImageProcessor(size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    processor = AutoImageProcessor.from_pretrained(name)
+    processor = AutoImageProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
     if image_size:
         processor.size = {"height": image_size, "width": image_size}
         if getattr(processor, "crop_size", None):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -128,7 +128,8 @@ def load_pt(name: str, trust_pickle: bool = False):
     """The ``DetectionModel`` inside an ultralytics checkpoint, unpickled safely unless the user trusts the file.
 
     First ``torch.load(weights_only=True)`` against ultralytics' allow-list of model classes; a checkpoint that
-    needs anything else is refused unless ``model.config.trust_pickle: true`` — a pickle can run arbitrary code.
+    needs anything else is refused unless ``model.trust_pickle: true`` (``--trust-pickle``) — a pickle can run
+    arbitrary code.
     """
     path = resolve_pt(name)
     from ultralytics.nn.tasks import torch_safe_load
@@ -138,8 +139,8 @@ def load_pt(name: str, trust_pickle: bool = False):
     except Exception as err:  # TypeError / UnpicklingError from the restricted unpickler
         if not trust_pickle:
             raise ConfigError(f"'model.name' {name!r} cannot be loaded with weights_only=True ({err}). Loading it "
-                              "fully runs code from the file: only if you trust it, set "
-                              "model.config.trust_pickle: true") from None
+                              "fully runs code from the file: only if you trust it, pass --trust-pickle "
+                              "(model.trust_pickle: true)") from None
         ckpt, _ = torch_safe_load(str(path), safe_only=False)
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "yaml"):
@@ -158,12 +159,18 @@ def class_list(dataset_names: list[str], pretrained_names: list[str] | None, kee
 
 
 def build_detector(name: str, dataset_names: list[str], imgsz: int, model_config: dict[str, Any],
-                   hyp=None, pretrained: bool = True) -> YoloDetector:
-    """A yaml from scratch, or a ``.pt`` whose weights are transferred into a head sized to the new class list."""
+                   hyp=None, pretrained: bool = True, trust_pickle: bool = False,
+                   check_source: Callable[[list[str]], None] | None = None) -> YoloDetector:
+    """A yaml from scratch, or a ``.pt`` whose weights are transferred into a head sized to the new class list.
+
+    ``check_source`` sees the ``.pt``'s class names before anything is built (it raises to refuse them).
+    """
     prepare_ultralytics()
     source = None
     if name.endswith(".pt"):
-        source = load_pt(name, bool(model_config.get("trust_pickle")))
+        source = load_pt(name, trust_pickle)
+        if check_source is not None:
+            check_source([source.names[i] for i in sorted(source.names)])
         spec = json_safe(copy.deepcopy(source.yaml))
         spec.pop("nc", None)
         if not pretrained:
@@ -177,6 +184,16 @@ def build_detector(name: str, dataset_names: list[str], imgsz: int, model_config
         detector.model.load(source, verbose=False)  # ultralytics' transfer: matching shapes + class rows by name
     detector.set_hyperparameters(hyp)
     return detector
+
+
+def reset_class_head(detector: YoloDetector) -> None:
+    """``model.reset_head``: the Detect head's class outputs start afresh (box regression and features keep their
+    transferred weights), with ultralytics' class-prior bias init."""
+    head = detector.model.model[-1]
+    for attr in ("cv3", "one2one_cv3"):
+        for branch in getattr(head, attr, None) or []:
+            branch[-1].reset_parameters()
+    head.bias_init()
 
 
 # ----------------------------------------------------------------------------------------------- the module

@@ -16,8 +16,11 @@ all. Outputs load with ``VisionEncoderDecoderModel.from_pretrained`` + ``AutoPro
 
 ``name`` entries load pretrained weights when ``model.pretrained`` is true (only their config otherwise); a decoder
 ``name`` also brings its tokenizer, else one is trained on the training captions. With no encoder/decoder,
-``model.name`` must be a saved captioner to fine-tune. Captions come from ``data.label_column`` when the dataset
-has it, else from the ``captions`` column (a list of reference strings per image, or one string).
+``model.name`` must be a saved captioner to fine-tune (the only load that ``model.trust_remote_code`` and
+``model.revision`` apply to). Weights load from safetensors unless ``model.trust_pickle`` (``hf_tasks.trust``). A
+captioner has no label head to check against the dataset: its vocabulary comes with its tokenizer. Captions come
+from ``data.label_column`` when the dataset has it, else from the ``captions`` column (a list of reference strings
+per image, or one string).
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
 from hf_tasks.errors import ConfigError, DataError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, register_task
+from hf_tasks.trust import LoadPolicy, load_errors
 
 CAPTIONS_COLUMN = "captions"
 MODEL_CONFIG_KEYS = ("encoder", "decoder", "tokenizer", "generation")
 DECODER_ALIASES = {"lstm": "hf_tasks_lstm_decoder"}
 TOKENIZER_ATTRIBUTE = "caption_tokenizer"  # set on the model: predict turns generated ids into text with it
+LOAD_HINT = ("Offline, pass a local folder, or set model.pretrained=false and build encoder/decoder from a "
+             "model_type")
 
 
 # ----------------------------------------------------------------------------------------------- config checks
@@ -53,6 +59,12 @@ def validate(cfg: TrainConfig) -> None:
     if not parts["encoder"] and not cfg.model.pretrained:
         raise ConfigError("captioning needs model.config.encoder and model.config.decoder (or model.pretrained "
                           "with model.name a saved captioning model)")
+    if cfg.model.checkpoint:
+        raise ConfigError("'model.checkpoint' is for classification; captioning starts from a saved captioner "
+                          "given as model.name")
+    if parts["encoder"] and cfg.model.trust_remote_code:
+        raise ConfigError("'model.trust_remote_code' applies to model.name (a saved captioner, pinned by "
+                          "model.revision); encoder and decoder names are not pinned and never run remote code")
     if any(value for key, value in cfg.data.augment.resolved().items() if key != "fill_mode"):
         raise ConfigError("'data.augment' must stay off for captioning: captions name positions (\"to the left "
                           "of\", \"above\"), which flips and rotations would make wrong")
@@ -227,17 +239,21 @@ def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
     from transformers import VisionEncoderDecoderModel
 
     from hf_tasks.models import CaptioningProcessor
+    from hf_tasks.models.captioning_decoders import build_decoder
     from hf_tasks.models.captioning_encoders import build_encoder
 
-    parts = model_parts(cfg.model.config)
+    parts, policy = model_parts(cfg.model.config), LoadPolicy.of(cfg.model)
     if not parts["encoder"]:  # fine-tune a saved captioner; its decoding settings stay unless the recipe has some
-        bundle = load_model(cfg.model.name)
+        bundle = load_model(cfg.model.name, policy)
         if cfg.model.config.get("generation") is not None:
             configure_generation(bundle.model, bundle.processor.tokenizer, parts["generation"])
         return bundle
     tokenizer = build_tokenizer(parts, cfg, data)
-    encoder, image_processor = _hub_call(build_encoder, parts["encoder"], cfg.model.pretrained, cfg.data.image_size)
-    decoder = _hub_call(build_decoder, parts["decoder"], cfg.model.pretrained, tokenizer)
+    with _part_errors("encoder", parts["encoder"], policy):
+        encoder, image_processor = build_encoder(parts["encoder"], cfg.model.pretrained, cfg.data.image_size,
+                                                 policy.for_part())
+    with _part_errors("decoder", parts["decoder"], policy):
+        decoder = build_decoder(parts["decoder"], cfg.model.pretrained, tokenizer, policy.for_part())
     model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
     configure_generation(model, tokenizer, parts["generation"])
     return ModelBundle(model=model, processor=CaptioningProcessor(image_processor, tokenizer))
@@ -252,39 +268,13 @@ def build_tokenizer(parts: dict[str, Any], cfg: TrainConfig, data: TaskData):
     if name is not None:
         from transformers import AutoTokenizer
 
-        return prepare_pretrained_tokenizer(_hub_call(AutoTokenizer.from_pretrained, name), options["max_length"])
+        policy = LoadPolicy.of(cfg.model)
+        with _part_errors("decoder", parts["decoder"], policy):
+            tokenizer = AutoTokenizer.from_pretrained(name, **policy.for_part().config_kwargs())
+        return prepare_pretrained_tokenizer(tokenizer, options["max_length"])
     train = data.splits[data.info["train_split"]]
     captions = (caption for value in train[data.info["caption_column"]] for caption in references(value))
     return train_tokenizer(captions, options)
-
-
-def build_decoder(spec: dict[str, Any], pretrained: bool, tokenizer):
-    """A causal LM with cross-attention (GPT-2 style, or the LSTM decoder), sized to the tokenizer.
-
-    Output embeddings are untied from the input embeddings: accelerate drops aliased tensors when it saves the
-    best weights (``checkpoints/best``), and restoring them with a strict ``load_state_dict`` then misses the tied
-    ``lm_head.weight``.
-    """
-    import hf_tasks.models  # noqa: F401  registers the LSTM decoder type
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    overrides = {k: v for k, v in spec.items() if k not in ("name", "model_type")}
-    name = spec.get("name")
-    load = pretrained and name is not None
-    if not load:  # sized to the tokenizer: a trained one, or the named decoder's own
-        overrides.update(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    config = AutoConfig.from_pretrained(name, **overrides) if name else AutoConfig.for_model(spec["model_type"],
-                                                                                               **overrides)
-    config.is_decoder, config.add_cross_attention, config.pad_token_id = True, True, tokenizer.pad_token_id
-    decoder = AutoModelForCausalLM.from_pretrained(name, config=config) if load else \
-        AutoModelForCausalLM.from_config(config)
-    output, embeddings = decoder.get_output_embeddings(), decoder.get_input_embeddings()
-    if output is not None and output.weight is embeddings.weight:
-        output.weight = torch.nn.Parameter(embeddings.weight.detach().clone())
-    decoder.config.tie_word_embeddings = False
-    decoder.all_tied_weights_keys = decoder.get_expanded_tied_weights_keys()  # else the encoder-decoder re-ties
-    return decoder
 
 
 def configure_generation(model, tokenizer, options: dict[str, Any]) -> None:
@@ -304,23 +294,24 @@ def configure_generation(model, tokenizer, options: dict[str, Any]) -> None:
     setattr(model, TOKENIZER_ATTRIBUTE, tokenizer)
 
 
-def load_model(path: str | Path) -> ModelBundle:
-    """A saved output folder (or Hub id) back as a bundle, for evaluation and fine-tuning."""
+def load_model(path: str | Path, policy: LoadPolicy | None = None) -> ModelBundle:
+    """A saved output folder (or Hub id) back as a bundle, for evaluation and fine-tuning (safetensors only unless
+    ``policy`` trusts pickles)."""
     import hf_tasks.models  # noqa: F401  registers the CNN encoder, LSTM decoder and CaptioningProcessor
     from transformers import AutoProcessor, VisionEncoderDecoderModel
 
-    model = _hub_call(VisionEncoderDecoderModel.from_pretrained, str(path))
-    processor = _hub_call(AutoProcessor.from_pretrained, str(path))
+    policy = policy or LoadPolicy()
+    with load_errors("model.name", str(path), LOAD_HINT, policy.trust_pickle):
+        model = VisionEncoderDecoderModel.from_pretrained(str(path), **policy.model_kwargs())
+        processor = AutoProcessor.from_pretrained(str(path), **policy.config_kwargs())
     setattr(model, TOKENIZER_ATTRIBUTE, processor.tokenizer)
     return ModelBundle(model=model, processor=processor)
 
 
-def _hub_call(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except OSError as err:  # offline, unknown repo, missing files: one clear message naming the key
-        raise ConfigError(f"captioning model part could not be loaded ({err}). Offline, pass a local folder, or "
-                          "set model.pretrained=false and build encoder/decoder from a model_type") from None
+def _part_errors(key: str, spec: dict[str, Any], policy: LoadPolicy):
+    """Load failures of ``model.config.<key>``, named by its ``name`` (or ``model_type``)."""
+    return load_errors(f"model.config.{key}", str(spec.get("name", spec.get("model_type"))), LOAD_HINT,
+                       policy.trust_pickle)
 
 
 def save_model(bundle: ModelBundle, path: Path, data: TaskData) -> None:

@@ -19,10 +19,13 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
 from hf_tasks.errors import ConfigError, DataError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, register_task
+from hf_tasks.trust import LoadPolicy, load_pretrained
 
 SMALL_CNN = "small_cnn"
 TIMM_PREFIX = "timm/"
 DEFAULT_CNN_SIZE = 64
+LOAD_HINT = ("Offline, pass a local folder, or set model.pretrained=false with model.config.model_type to build from "
+             "a config")
 
 
 # ----------------------------------------------------------------------------------------------- config checks
@@ -48,6 +51,8 @@ def validate(cfg: TrainConfig) -> None:
             close = difflib.get_close_matches(str(model_cfg["model_type"]), list(CONFIG_MAPPING.keys()), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"'model.config.model_type' {model_cfg['model_type']!r} is unknown to transformers{hint}")
+    if cfg.model.checkpoint and not Path(cfg.model.checkpoint).is_file():
+        raise ConfigError(f"'model.checkpoint' {cfg.model.checkpoint!r} is not a file")
     augment = cfg.data.augment.resolved()
     for key in ("rotation", "shear"):
         if not 0 <= augment[key] <= 180:
@@ -156,6 +161,13 @@ def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
         model, processor = _build_timm(cfg, label_kwargs)
     else:
         model, processor = _build_transformers(cfg, label_kwargs)
+    if cfg.model.checkpoint:
+        from hf_tasks.weights import load_checkpoint
+
+        load_checkpoint(model, classifier_head(model), cfg.model.checkpoint, cfg.model.trust_pickle,
+                        cfg.model.reset_head)
+    if cfg.model.reset_head:
+        reset_head(model)
     if cfg.model.freeze_backbone:
         freeze_backbone(model)
     return ModelBundle(model=model, processor=processor, label_names=labels)
@@ -189,17 +201,18 @@ def _build_timm(cfg: TrainConfig, label_kwargs: dict):
 
 
 def _build_transformers(cfg: TrainConfig, label_kwargs: dict):
+    import hf_tasks.models  # noqa: F401  a saved small_cnn folder loads through the auto classes
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor
 
-    overrides = dict(cfg.model.config)
+    overrides, policy = dict(cfg.model.config), LoadPolicy.of(cfg.model)
     if cfg.model.pretrained:
         model = _from_pretrained(AutoModelForImageClassification, cfg.model.name, cfg, label_kwargs)
-        processor = _hub_call(AutoImageProcessor.from_pretrained, cfg.model.name, revision=cfg.model.revision)
+        processor = _hub_call(AutoImageProcessor.from_pretrained, cfg.model.name, **policy.config_kwargs())
     else:
         if "model_type" in overrides:
             config = AutoConfig.for_model(**overrides, **label_kwargs)
         else:
-            config = _hub_call(AutoConfig.from_pretrained, cfg.model.name, revision=cfg.model.revision,
+            config = _hub_call(AutoConfig.from_pretrained, cfg.model.name, **policy.config_kwargs(),
                                **overrides, **label_kwargs)
         model = AutoModelForImageClassification.from_config(config)
         size = cfg.data.image_size or getattr(config, "image_size", 224)
@@ -210,17 +223,28 @@ def _build_transformers(cfg: TrainConfig, label_kwargs: dict):
 
 
 def _from_pretrained(model_class, name: str, cfg: TrainConfig, label_kwargs: dict):
-    """Pretrained weights with a new head sized to the dataset's labels."""
-    return _hub_call(model_class.from_pretrained, name, revision=cfg.model.revision, ignore_mismatched_sizes=True,
+    """Pretrained weights with a head sized to the dataset's labels: a new one for a pretrained backbone; a
+    fine-tuned run's own one only if its labels are the dataset's (``hf_tasks.heads``)."""
+    policy = LoadPolicy.of(cfg.model)
+    _check_run_labels(name, cfg, list(label_kwargs["id2label"].values()), policy)
+    return _hub_call(model_class.from_pretrained, name, ignore_mismatched_sizes=True, **policy.model_kwargs(),
                      **cfg.model.config, **label_kwargs)
 
 
+def _check_run_labels(name: str, cfg: TrainConfig, labels: list[str], policy: LoadPolicy) -> None:
+    from transformers import AutoConfig
+
+    from hf_tasks.heads import check_head_labels, is_run
+
+    if cfg.model.reset_head or not is_run(name, cfg.model.revision):
+        return
+    config = _hub_call(AutoConfig.from_pretrained, name, **policy.config_kwargs())
+    saved = [config.id2label[i] for i in range(config.num_labels)]
+    check_head_labels(name, saved, labels, cfg.data.dataset)
+
+
 def _hub_call(fn, name: str, **kwargs):
-    try:
-        return fn(name, **kwargs)
-    except OSError as err:  # offline, unknown repo, missing files: one clear message naming the key
-        raise ConfigError(f"'model.name' {name!r} could not be loaded ({err}). Offline, pass a local folder, or "
-                          "set model.pretrained=false with model.config.model_type to build from a config") from None
+    return load_pretrained(fn, name, "model.name", LOAD_HINT, **kwargs)
 
 
 def _resize_processor(processor, size: int) -> None:
@@ -240,8 +264,23 @@ def classifier_head(model: torch.nn.Module) -> torch.nn.Module:
         return timm_model.get_classifier()
     head = getattr(model, "classifier", None)
     if head is None:
-        raise ConfigError(f"'model.freeze_backbone': cannot find the classification head of {type(model).__name__}")
+        head = getattr(model, "head", None)  # small_cnn: its hidden layer(s) and classifier
+    if head is None:
+        raise ConfigError(f"cannot find the classification head of {type(model).__name__}, which "
+                          "model.freeze_backbone, model.reset_head and model.checkpoint need")
     return head
+
+
+def reset_head(model: torch.nn.Module) -> None:
+    """``model.reset_head``: the classification head starts afresh (PyTorch's default init), even when a fine-tuned
+    head of the same size was loaded."""
+    timm_model = getattr(model, "timm_model", None)
+    if timm_model is not None:
+        timm_model.reset_classifier(model.config.num_labels)
+        return
+    for module in classifier_head(model).modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
 
 
 def freeze_backbone(model: torch.nn.Module) -> None:
@@ -252,13 +291,15 @@ def freeze_backbone(model: torch.nn.Module) -> None:
         param.requires_grad = True
 
 
-def load_model(path: str | Path) -> ModelBundle:
-    """A saved output folder (or Hub id) back as a bundle, for evaluation and comparison."""
+def load_model(path: str | Path, policy: LoadPolicy | None = None) -> ModelBundle:
+    """A saved output folder (or Hub id) back as a bundle, for evaluation and comparison (safetensors only unless
+    ``policy`` trusts pickles)."""
     import hf_tasks.models  # noqa: F401  registers small_cnn with the auto classes
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    model = _hub_call(AutoModelForImageClassification.from_pretrained, str(path))
-    processor = _hub_call(AutoImageProcessor.from_pretrained, str(path))
+    policy = policy or LoadPolicy()
+    model = _hub_call(AutoModelForImageClassification.from_pretrained, str(path), **policy.model_kwargs())
+    processor = _hub_call(AutoImageProcessor.from_pretrained, str(path), **policy.config_kwargs())
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return ModelBundle(model=model, processor=processor, label_names=labels)
 

@@ -15,7 +15,8 @@ NMS and its ``ModelEMA`` (through ``TrainHooks``). mAP comes from the project's 
   is what gets evaluated and saved;
 - ``keep_coco_classes``: with a ``.pt``, keep its classes and append the dataset's new ones
   (``models.yolo.class_list``);
-- ``trust_pickle``: allow a ``.pt`` that ``torch.load(weights_only=True)`` refuses (it can run code);
+- ``trust_pickle``: the older spelling of ``model.trust_pickle`` (``--trust-pickle``): allow a ``.pt`` that
+  ``torch.load(weights_only=True)`` refuses (it can run code);
 - ``export_pt``: also write ``model.pt`` for ``ultralytics.YOLO`` (listed in ``export_manifest.json``);
 - ``conf`` (0.001), ``iou`` (0.7), ``max_det`` (300): NMS for evaluation, ultralytics' validation defaults;
 - ``plots`` (default true): the grid of predicted boxes for the card.
@@ -71,6 +72,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"'model.name' {name!r}: detection takes an ultralytics yaml (yolov8n.yaml … yolov8x.yaml, "
                           "yolov5nu.yaml) to train from scratch, or a .pt checkpoint to fine-tune")
     _check_keys(mc, MODEL_KEYS, "model.config")
+    if cfg.model.checkpoint:
+        raise ConfigError("'model.checkpoint' is for classification; detection starts from a .pt given as "
+                          "model.name")
+    if cfg.model.trust_remote_code:
+        raise ConfigError("'model.trust_remote_code' does not apply to detection: ultralytics models are built from a "
+                          "yaml or a .pt, never from a repository's code")
     hyp = mc.get("hyp") or {}
     if not isinstance(hyp, dict):
         raise ConfigError(f"'model.config.hyp' must be a mapping, got {hyp!r}")
@@ -167,10 +174,16 @@ def collate(samples: list[dict]) -> dict:
 def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
     from hf_tasks.models.yolo import build_detector, ultralytics_hyperparameters
 
+    from hf_tasks.models.yolo import reset_class_head
+
     mc = cfg.model.config
     imgsz = cfg.data.image_size or DEFAULT_IMAGE_SIZE
     hyp = ultralytics_hyperparameters({**(mc.get("hyp") or {}), "imgsz": imgsz})
-    detector = build_detector(cfg.model.name, data.info["label_names"], imgsz, mc, hyp, cfg.model.pretrained)
+    detector = build_detector(cfg.model.name, data.info["label_names"], imgsz, mc, hyp, cfg.model.pretrained,
+                              trust_pickle=cfg.model.trust_pickle or bool(mc.get("trust_pickle")),
+                              check_source=_run_head_check(cfg, data.info["label_names"]))
+    if cfg.model.reset_head:
+        reset_class_head(detector)
     settings = DetectionSettings(imgsz=imgsz, hyp=hyp, export_pt=bool(mc.get("export_pt")),
                                  plots=bool(mc.get("plots", True)))
     settings.nms.update({k: mc[k] for k in ("conf", "iou", "max_det") if k in mc})
@@ -178,6 +191,18 @@ def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
     if cfg.model.freeze_backbone:
         freeze_backbone(detector)
     return ModelBundle(model=detector, processor=settings, label_names=list(detector.names))
+
+
+def _run_head_check(cfg: TrainConfig, dataset_names: list[str]):
+    """For a ``.pt`` exported by an hf-tasks run: its classes must be the dataset's, unless the user asks for a new
+    head (``model.reset_head``) or to keep them and append new ones (``keep_coco_classes``)."""
+    from hf_tasks.heads import check_head_labels, is_run
+
+    name = cfg.model.name
+    if cfg.model.reset_head or cfg.model.config.get("keep_coco_classes") or not Path(name).is_file() or \
+            not is_run(name):
+        return None
+    return lambda names: check_head_labels(name, names, dataset_names, cfg.data.dataset)
 
 
 def freeze_backbone(detector) -> None:
@@ -188,12 +213,13 @@ def freeze_backbone(detector) -> None:
             param.requires_grad = False
 
 
-def load_model(path: str | Path) -> ModelBundle:
-    """A saved output folder (or Hub repo id) back as a bundle, for ``hf-tasks evaluate``."""
+def load_model(path: str | Path, policy=None) -> ModelBundle:
+    """A saved output folder (or Hub repo id) back as a bundle, for ``hf-tasks evaluate``; always safetensors
+    (``policy``, a ``hf_tasks.trust.LoadPolicy``, only contributes its revision)."""
     from hf_tasks.models.yolo import YoloDetector
 
     try:
-        detector = YoloDetector.from_pretrained(str(path))
+        detector = YoloDetector.from_pretrained(str(path), revision=getattr(policy, "revision", None))
     except (OSError, ValueError) as err:
         raise ConfigError(f"'model' {str(path)!r} is not a saved hf-tasks detector ({err})") from None
     return ModelBundle(model=detector, processor=DetectionSettings(imgsz=detector.imgsz),
