@@ -12,7 +12,10 @@ bleu: N generated captions with R references each; ours = `load_metric("bleu").c
 rest), reference = `sacrebleu.corpus_bleu` on the reference streams. sacrebleu's tokenizers memoise their input
 (lru_cache), so the cache is cleared before each timed run.
 
-    python benchmarks/eval_metrics.py --images 5000 --classes 80 [--captions 5000 --refs 5]
+Every side runs ``--repeats`` times (default 3) in the same process, the order rotated each round; the medians are
+compared and every run's seconds are printed (``repeats_s``).
+
+    python benchmarks/eval_metrics.py --images 5000 --classes 80 [--captions 5000 --refs 5] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import io
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -90,7 +94,19 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def bench_coco(images: int, classes: int, seed: int) -> dict:
+def alternate(sides: dict, repeats: int) -> tuple[dict, dict]:
+    """Run every side ``repeats`` times, the order rotated each round (A B C, B C A, C A B, …; A B, B A for two), so
+    neither warm caches nor a burst of someone else's job favours one side. Returns (last output, seconds list) per
+    side."""
+    names, outputs, seconds = list(sides), {}, {name: [] for name in sides}
+    for round_ in range(repeats):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            outputs[name], spent = timed(sides[name])
+            seconds[name].append(round(spent, 3))
+    return outputs, seconds
+
+
+def bench_coco(images: int, classes: int, seed: int, repeats: int) -> dict:
     import faster_coco_eval  # noqa: F401  imported before any clock starts
     import pycocotools.cocoeval  # noqa: F401
 
@@ -98,16 +114,20 @@ def bench_coco(images: int, classes: int, seed: int) -> dict:
 
     preds, refs = detection_data(images, classes, seed)
     metric = load_metric("coco_map")
-    ours, ours_s = timed(metric.compute, predictions=preds, references=refs, num_labels=classes)
-    reference, pycoco_s = timed(direct_cocoeval, "pycocotools", preds, refs, classes)
-    faster, faster_s = timed(direct_cocoeval, "faster_coco_eval", preds, refs, classes)
+    outputs, seconds = alternate({
+        "ours": lambda: metric.compute(predictions=preds, references=refs, num_labels=classes),
+        "pycocotools": lambda: direct_cocoeval("pycocotools", preds, refs, classes),
+        "faster_coco_eval": lambda: direct_cocoeval("faster_coco_eval", preds, refs, classes)}, repeats)
+    ours, reference, faster = outputs["ours"], outputs["pycocotools"], outputs["faster_coco_eval"]
+    ours_s, pycoco_s, faster_s = (statistics.median(seconds[k]) for k in ("ours", "pycocotools", "faster_coco_eval"))
     ours_stats = np.array([ours[name] for name in STATS])
     diff = float(np.abs(ours_stats - reference).max())
     return {"benchmark": "coco_map", "images": images, "classes": classes,
             "gt_boxes": sum(len(r["labels"]) for r in refs), "detections": sum(len(p["labels"]) for p in preds),
             "ours_s": round(ours_s, 3), "pycocotools_s": round(pycoco_s, 3), "faster_coco_eval_s": round(faster_s, 3),
-            "speedup_vs_pycocotools": round(pycoco_s / ours_s, 2), "stats_max_abs_diff": diff,
-            "stats_equal": diff <= 1e-9, "faster_direct_max_abs_diff": float(np.abs(faster - reference).max()),
+            "repeats_s": seconds, "speedup_vs_pycocotools": round(pycoco_s / ours_s, 2),
+            "stats_max_abs_diff": diff, "stats_equal": diff <= 1e-9,
+            "faster_direct_max_abs_diff": float(np.abs(faster - reference).max()),
             "map": ours["map"], "map_50": ours["map_50"]}
 
 
@@ -133,21 +153,28 @@ def _clear_tokenizer_cache() -> None:
     Tokenizer13a.__call__.cache_clear()
 
 
-def bench_bleu(captions: int, refs_per: int, seed: int) -> dict:
+def bench_bleu(captions: int, refs_per: int, seed: int, repeats: int) -> dict:
     import sacrebleu
 
     from hf_tasks.metrics import load_metric
 
     preds, refs = caption_data(captions, refs_per, seed)
     metric = load_metric("bleu")
-    _clear_tokenizer_cache()
-    ours, ours_s = timed(metric.compute, predictions=preds, references=refs)
-    _clear_tokenizer_cache()
     streams = [[r[j] for r in refs] for j in range(refs_per)]
-    reference, ref_s = timed(sacrebleu.corpus_bleu, preds, streams)
+
+    def cold(fn):  # each timed run starts with an empty tokenizer cache
+        _clear_tokenizer_cache()
+        return fn()
+
+    outputs, seconds = alternate({
+        "ours": lambda: cold(lambda: metric.compute(predictions=preds, references=refs)),
+        "sacrebleu": lambda: cold(lambda: sacrebleu.corpus_bleu(preds, streams))}, repeats)
+    ours, reference = outputs["ours"], outputs["sacrebleu"]
+    ours_s, ref_s = statistics.median(seconds["ours"]), statistics.median(seconds["sacrebleu"])
     return {"benchmark": "bleu", "captions": captions, "refs_per_caption": refs_per,
-            "ours_s": round(ours_s, 3), "sacrebleu_s": round(ref_s, 3), "time_ratio_ours_over_sacrebleu":
-            round(ours_s / ref_s, 2), "bleu": ours["bleu"], "sacrebleu_bleu": reference.score / 100,
+            "ours_s": round(ours_s, 3), "sacrebleu_s": round(ref_s, 3), "repeats_s": seconds,
+            "time_ratio_ours_over_sacrebleu": round(ours_s / ref_s, 2), "bleu": ours["bleu"],
+            "sacrebleu_bleu": reference.score / 100,
             "bleu_equal": ours["bleu"] == reference.score / 100, "bleu1": ours["bleu1"]}
 
 
@@ -172,12 +199,13 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=None, help="default: the same as --images")
     parser.add_argument("--refs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per side, order rotated; medians reported")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
-    coco = bench_coco(args.images, args.classes, args.seed)
+    coco = bench_coco(args.images, args.classes, args.seed, args.repeats)
     print(json.dumps(coco), flush=True)
-    bleu = bench_bleu(args.captions or args.images, args.refs, args.seed)
+    bleu = bench_bleu(args.captions or args.images, args.refs, args.seed, args.repeats)
     print(json.dumps(bleu), flush=True)
     print(json.dumps({"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}))
     print()
