@@ -23,11 +23,12 @@ ratio <= 1.1, final mAP50-95 within 0.02).
 5. Both final (best) models are scored by the same evaluator (our predict + ``coco_map`` on the validation split);
    ultralytics' own mAP is printed next to it.
 
-``--ours-malloc-fix`` applies the fix proposed for ``hf_tasks.loop`` (``keep_freed_memory``) to our side only.
+``--ours-glibc-defaults`` leaves glibc's malloc at its defaults on our side (``hf_tasks.runtime.keep_freed_memory``
+skipped), to measure what that setting is worth.
 Prints one JSON line per run, then a summary line and markdown rows; ``--summarise-only`` re-prints them from the
 logs of an earlier run in the same ``--work``.
 
-    python benchmarks/yolo_parity.py [--work DIR] [--repeats 3] [--epochs 30] [--device cpu|cuda] [--ours-malloc-fix]
+    python benchmarks/yolo_parity.py [--work DIR] [--repeats 3] [--epochs 30] [--device cpu|cuda] [--ours-glibc-defaults]
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def train_ours(dataset: Path, out: Path, args) -> dict:
     from hf_tasks.config import load_config
 
     torch.set_num_threads(args.threads)
-    if args.ours_malloc_fix:
-        keep_freed_memory()
+    if args.ours_glibc_defaults:  # measure the loop without its malloc setting (hf_tasks.runtime)
+        loop.keep_freed_memory = lambda device_type: False
     timer, one_epoch = EpochTimer(), loop.train_one_epoch
 
     def timed_epoch(run, state, bar):  # the training part of one epoch, as ultralytics' callbacks bracket it
@@ -112,18 +113,6 @@ def train_ours(dataset: Path, out: Path, args) -> dict:
     loop.train(cfg)
     return {"epoch_s": timer.seconds, "epoch_page_faults": timer.faults, "wall_s": time.perf_counter() - started,
             "threads": torch.get_num_threads()}
-
-
-def keep_freed_memory() -> None:
-    """The fix proposed for ``hf_tasks.loop.train`` (not in the package yet), applied to our side only: glibc malloc
-    keeps freed tensor memory for reuse instead of returning it to the OS after each step (which made every step
-    page-fault ~20 MB of fresh memory back in). ``M_MMAP_THRESHOLD`` 32 MiB (the largest glibc accepts) and
-    ``M_TRIM_THRESHOLD`` 1 GiB; both are needed: setting one switches off glibc's dynamic thresholds."""
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6")
-    if not (libc.mallopt(-3, 32 << 20) and libc.mallopt(-1, 1 << 30)):  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
-        raise RuntimeError("mallopt refused the thresholds")
 
 
 class EpochTimer:
@@ -254,7 +243,7 @@ def summarise(runs: list[dict], args) -> dict:
         mine = [r for r in runs if r["repeat"] == repeat]
         ours, theirs = (next(r for r in mine if r["side"] == side) for side in ("ours", "theirs"))
         pairs.append(pair_row(repeat, mine[0]["side"], ours, theirs))
-    return {"benchmark": "yolo_parity", "device": args.device, "ours_malloc_fix": args.ours_malloc_fix,
+    return {"benchmark": "yolo_parity", "device": args.device, "ours_glibc_defaults": args.ours_glibc_defaults,
             "epochs": args.epochs, "image_size": args.image_size, "batch": args.batch, "threads": args.threads,
             "cache": args.cache, "repeats": pairs,
             **{f"median_{key}": round(median([p[key] for p in pairs]), 3)
@@ -306,8 +295,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--threads", type=int, default=min(8, max(1, (os.cpu_count() or 1) - 1)),
                         help="torch CPU threads for both sides (default: what ultralytics picks for itself)")
     parser.add_argument("--first", choices=["ours", "theirs"], default="ours", help="side of the first run")
-    parser.add_argument("--ours-malloc-fix", action="store_true",
-                        help="apply the proposed loop fix (glibc malloc thresholds, see keep_freed_memory) to ours")
+    parser.add_argument("--ours-glibc-defaults", action="store_true",
+                        help="skip the loop's malloc setting (hf_tasks.runtime.keep_freed_memory) on our side")
     parser.add_argument("--profile", help="cProfile each run's training into PREFIX.<side>.<repeat>.prof")
     parser.add_argument("--summarise-only", action="store_true",
                         help="print the summary of the runs already in WORK/logs (other_cpu_s is not in the logs)")

@@ -26,6 +26,7 @@ from hf_tasks.evaluation import evaluate, format_metrics, make_loader, prefixed,
 from hf_tasks.optim import build_optimizer, build_scheduler
 from hf_tasks.preemption import Preempted, stop_on_signals
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks, get_task
+from hf_tasks.runtime import keep_freed_memory
 
 OUTPUT_MARKERS = ("results.json", "log_history.json", "checkpoints", "train_config.yaml")
 
@@ -90,6 +91,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     accelerator = make_accelerator(cfg)
+    keep_freed_memory(accelerator.device.type)
     output_dir = prepare_output_dir(cfg, accelerator)
     set_seed(cfg.seed)
     run = setup_run(cfg, accelerator, output_dir)
