@@ -56,6 +56,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--image-column", default="image")
     p.add_argument("--label-column", default="label")
     p.add_argument("--output", help="write the metrics to this JSON file")
+    add_trust_pickle(p)
 
 
 def add_compare_parser(sub) -> None:
@@ -70,6 +71,13 @@ def add_compare_parser(sub) -> None:
     p.add_argument("--image-column", default="image")
     p.add_argument("--label-column", default="label")
     p.add_argument("--output", help="comparison JSON (default: comparison.json in the first --model folder)")
+    add_trust_pickle(p)
+
+
+def add_trust_pickle(p) -> None:
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow models with only pickled weights (.bin); unpickling can run code from the file, so "
+                        "only for files you trust (they are still loaded with weights_only=True)")
 
 
 def dispatch(argv: list[str]) -> int:

@@ -80,15 +80,17 @@ def run_compare(args) -> int:
     from hf_tasks.evaluation import check_same_labels, evaluate_bundle, evaluation_config
     from hf_tasks.loop import make_accelerator, write_json
     from hf_tasks.registry import get_task
+    from hf_tasks.trust import LoadPolicy
 
+    policy = LoadPolicy(trust_pickle=args.trust_pickle)
     cfg = evaluation_config("classification", args.dataset, args.split, args.batch_size, args.image_column,
                             args.label_column)
     spec = get_task(cfg.task)
     accelerator = make_accelerator(cfg)
     data = spec.load_data(cfg)
-    rows = [evaluate_baseline(accelerator, spec, cfg, data, args)]
+    rows = [evaluate_baseline(accelerator, spec, cfg, data, args, policy)]
     for name in args.model:
-        bundle = spec.load_model(name)
+        bundle = spec.load_model(name, policy)
         check_same_labels(bundle.label_names, data, name)
         metrics = evaluate_bundle(accelerator, spec, bundle, cfg, data, args.split, desc=str(name))
         rows.append(row(str(name), "fine-tuned", metrics))
@@ -106,10 +108,10 @@ def run_compare(args) -> int:
     return 0
 
 
-def evaluate_baseline(accelerator, spec, cfg, data, args) -> dict[str, Any]:
+def evaluate_baseline(accelerator, spec, cfg, data, args, policy) -> dict[str, Any]:
     from hf_tasks.evaluation import evaluate_bundle
 
-    bundle = spec.load_model(args.baseline)
+    bundle = spec.load_model(args.baseline, policy)
     if bundle.label_names == data.info["label_names"]:
         role = "pretrained"
     elif args.label_map:

@@ -18,7 +18,8 @@ def predict_classification(ref: str, image) -> dict[str, Any]:
 
     import hf_tasks.models  # noqa: F401  (registers the small CNN with the Auto classes)
 
-    top = pipeline("image-classification", model=ref)(image, top_k=1)[0]
+    classify = pipeline("image-classification", model=ref, model_kwargs={"use_safetensors": True})
+    top = classify(image, top_k=1)[0]
     return {"label": top["label"], "score": round(float(top["score"]), 4)}
 
 
@@ -36,7 +37,7 @@ def predict_captioning(ref: str, image) -> dict[str, Any]:
     import hf_tasks.models  # noqa: F401  (registers the captioning processor, encoders and decoders)
 
     processor = AutoProcessor.from_pretrained(ref)
-    model = VisionEncoderDecoderModel.from_pretrained(ref).eval()
+    model = VisionEncoderDecoderModel.from_pretrained(ref, use_safetensors=True).eval()
     return {"caption": processor.batch_decode(model.generate(**processor(images=[image])),
                                               skip_special_tokens=True)[0]}
 

@@ -98,13 +98,14 @@ def run_evaluate(args) -> int:
 
     from hf_tasks.loop import make_accelerator, write_json
     from hf_tasks.registry import get_task
+    from hf_tasks.trust import LoadPolicy
 
     cfg = evaluation_config(args.task, args.dataset, args.split, args.batch_size, args.image_column,
                             args.label_column)
     spec = get_task(cfg.task)
     accelerator = make_accelerator(cfg)
     data = spec.load_data(cfg)
-    bundle = spec.load_model(args.model)
+    bundle = spec.load_model(args.model, LoadPolicy(trust_pickle=args.trust_pickle))
     if cfg.task == "classification":  # detection maps classes by name; captioning has none
         check_same_labels(bundle.label_names, data, args.model)
     metrics = prefixed(evaluate_bundle(accelerator, spec, bundle, cfg, data, args.split, desc=args.split),

@@ -103,6 +103,26 @@ def test_pickle_only_transformers_folder_needs_trust_pickle(fault_data, tmp_path
     assert_equal_states(state(build(*common, "--trust-pickle").model), state(vit))
 
 
+def test_evaluate_and_compare_refuse_pickle_only_models_unless_trusted(fault_data, tmp_path, capsys):
+    from transformers import ViTImageProcessor
+
+    from hf_tasks.cli import main
+
+    folder = pickle_only(tmp_path / "vit", _vit(["circle", "square", "triangle"]))
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    data = str(fault_data["classification"])
+    commands = {"evaluate": ["evaluate", "--model", str(folder), "--dataset", data, "--batch-size", "8"],
+                "compare": ["compare", "--baseline", str(folder), "--model", str(folder), "--dataset", data,
+                            "--batch-size", "8", "--output", str(tmp_path / "comparison.json")]}
+    for name, argv in commands.items():
+        capsys.readouterr()
+        assert main(argv) == 2, name
+        assert "has no safetensors weights, only pytorch_model.bin" in capsys.readouterr().err
+        assert main([*argv, "--trust-pickle"]) == 0, name
+    rows = json.loads((tmp_path / "comparison.json").read_text())["rows"]
+    assert [r["accuracy"] for r in rows] == [rows[0]["accuracy"]] * 2  # the same weights on both sides
+
+
 def test_pickle_only_captioner_needs_trust_pickle(fault_data, tmp_path):
     from hf_tasks.registry import get_task
 
