@@ -229,30 +229,31 @@ def _has_gpu() -> bool:
 def run_job(job: Job, out: Path, hub, progress: Progress, args) -> Outcome:
     """The five stages of one job; a failing stage is recorded (with where its log is) and ends this job only."""
     outcome = Outcome(job, out / "runs" / job.repo_name)
-    stage = STAGES[0]
-    try:
-        if job.build_args is not None:
+    steps = dict(zip(STAGES, (lambda: build_dataset(job), lambda: train(job, outcome, out, args),
+                              lambda: write_card_of(outcome), lambda: publish(outcome, hub),
+                              lambda: load_back(job, outcome, out, hub))))
+    if job.build_args is None:  # --recipe: the dataset is the user's
+        del steps[STAGES[0]]
+    for stage, step in steps.items():
+        try:
             with progress.stage(outcome, stage):
-                build_dataset(job)
-        stage = STAGES[1]
-        with progress.stage(outcome, stage):
-            train(job, outcome, out, args)
-        stage = STAGES[2]
-        with progress.stage(outcome, stage):
-            from hf_tasks.cards import write_card
-
-            print(f"wrote {write_card(outcome.run_dir)}")
-        stage = STAGES[3]
-        with progress.stage(outcome, stage):
-            outcome.repo = hub.publish(outcome.run_dir, job.repo_name)
-            print(f"published {outcome.run_dir} as {outcome.repo} on the {hub.where}")
-        stage = STAGES[4]
-        with progress.stage(outcome, stage):
-            load_back(job, outcome, out, hub)
-    except HfTasksError as err:
-        outcome.failed = f"{stage}: {err}"
-        print(f"error: {job.task}: {outcome.failed}", file=sys.stderr)
+                step()
+        except HfTasksError as err:
+            outcome.failed = f"{stage}: {err}"
+            print(f"error: {job.task}: {outcome.failed}", file=sys.stderr)
+            break
     return outcome
+
+
+def write_card_of(outcome: Outcome) -> None:
+    from hf_tasks.cards import write_card
+
+    print(f"wrote {write_card(outcome.run_dir)}")
+
+
+def publish(outcome: Outcome, hub) -> None:
+    outcome.repo = hub.publish(outcome.run_dir, outcome.job.repo_name)
+    print(f"published {outcome.run_dir} as {outcome.repo} on the {hub.where}")
 
 
 def build_dataset(job: Job) -> None:

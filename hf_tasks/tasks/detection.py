@@ -172,9 +172,7 @@ def collate(samples: list[dict]) -> dict:
 
 
 def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
-    from hf_tasks.models.yolo import build_detector, ultralytics_hyperparameters
-
-    from hf_tasks.models.yolo import reset_class_head
+    from hf_tasks.models.yolo import build_detector, reset_class_head, ultralytics_hyperparameters
 
     mc = cfg.model.config
     imgsz = cfg.data.image_size or DEFAULT_IMAGE_SIZE
