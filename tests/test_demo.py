@@ -124,6 +124,33 @@ def test_summary_says_which_bar_fell_short(tmp_path):
     assert lines[-1] == "failed (captioning): push: the Hub answered 500"
 
 
+def test_a_failing_stage_ends_its_job_and_is_named(tmp_path, monkeypatch, capsys):
+    import hf_tasks.demo as demo
+    from hf_tasks.errors import HfTasksError
+
+    class Hub:  # stands in for the publishers: a job that failed earlier must never reach it
+        where, published = "test hub", []
+
+        def publish(self, run_dir, name):
+            self.published.append(name)
+            return f"demo/{name}"
+
+    def fail_training(job, outcome, out, args):
+        raise HfTasksError("training exited with status 1; its output is in x.log")
+
+    monkeypatch.setattr(demo, "train", fail_training)
+    monkeypatch.setattr(demo, "build_dataset", lambda job: None)
+    preset = demo.PRESETS["classification"]
+    job = demo.Job("classification", preset.recipe, preset.repo_name, tmp_path, [], [], preset.bar, offline=True)
+    progress = demo.Progress(len(demo.STAGES))
+    outcome = demo.run_job(job, tmp_path, Hub(), progress, None)
+    assert outcome.failed == ("train + test evaluation (accelerate launch): training exited with status 1; its "
+                              "output is in x.log")
+    assert Hub.published == [] and outcome.bar_met is None and progress.done == 2
+    assert list(outcome.seconds) == ["build dataset", "train + test evaluation (accelerate launch)"]
+    assert f"error: classification: {outcome.failed}" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_quick_demo_passes_every_bar(tmp_path):
     """The README's main command in its smoke size, end to end on the three tasks (about 3 minutes)."""
