@@ -14,10 +14,10 @@ the encoder-decoder's ``enc_to_dec_proj`` when the widths differ):
     h, c  = LSTMCell([E y_{t-1}; z], (h, c));    logits_t = W_o dropout(h + z)
 
 The initial state comes from the mean encoder token, as in the paper. During ``generate`` the recurrent state is
-kept in the cache transformers hands the decoder (layer 0 of the self-attention ``DynamicCache``): after t tokens it
-holds the t states ``h`` as "keys" and ``c`` as "values", shaped ``(B, 1, t, hidden)``. Its length then counts the
-tokens seen, which is what ``generate`` slices new inputs by, and beam search reorders it along the batch like
-any key/value cache — so each step feeds one new token, and no transformers internals are patched.
+kept in a :class:`~hf_tasks.models.recurrent_state.RecurrentStateCache`, a cache type this project owns: the decoder
+returns it in its output, ``generate`` hands it back at the next step (under ``cache`` or ``past_key_values``,
+whichever name the installed transformers uses) and reorders it for beam search, so each step feeds one new token and
+the state never depends on the layout of transformers' own key/value caches.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
-from transformers.cache_utils import Cache
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
+
+from hf_tasks.models.recurrent_state import RecurrentStateCache, causal_lm_output, state_cache_for
 
 LSTM_MODEL_TYPE = "hf_tasks_lstm_decoder"
 
@@ -148,24 +149,23 @@ class LSTMDecoderForCausalLM(LSTMDecoderPreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids: torch.LongTensor | None = None, encoder_hidden_states: torch.Tensor | None = None,
                 encoder_attention_mask: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                past_key_values: Cache | None = None, use_cache: bool | None = None,
-                output_attentions: bool | None = None, return_dict: bool | None = None,
-                **kwargs: Any) -> CausalLMOutputWithCrossAttentions | tuple:
-        """Logits for the new tokens, continuing from the state in ``past_key_values`` when it holds one.
+                cache: RecurrentStateCache | None = None, past_key_values: RecurrentStateCache | None = None,
+                use_cache: bool | None = None, output_attentions: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> CausalLMOutputWithCrossAttentions | tuple:
+        """Logits for the new tokens, continuing from the state in the cache when it holds one.
 
-        ``attention_mask`` (in ``kwargs``) is ignored: padding only follows a caption, so it never changes the
-        outputs at earlier positions.
+        ``cache`` and ``past_key_values`` are the two names transformers has given the generation cache; either may
+        carry it. ``attention_mask`` (in ``kwargs``) is ignored: padding only follows a caption, so it never changes
+        the outputs at earlier positions.
         """
         if encoder_hidden_states is None:
             raise ValueError("the LSTM decoder attends to image tokens: pass encoder_hidden_states (B, N, hidden)")
+        state_cache = state_cache_for(self, cache if cache is not None else past_key_values, use_cache)
         embeds = self.dropout(inputs_embeds if inputs_embeds is not None else self.embed_tokens(input_ids))
         tokens = encoder_hidden_states
         projected = self.attention.token_proj(tokens)
-        cache = getattr(past_key_values, "self_attention_cache", past_key_values) if use_cache is not False else None
-        if cache is not None and cache.get_seq_length(0) > 0:
-            h, c = cache.layers[0].keys[:, 0, -1], cache.layers[0].values[:, 0, -1]
-        else:
-            h, c = torch.tanh(self.init_state(tokens.mean(1))).chunk(2, dim=-1)
+        last = state_cache.last_state() if state_cache is not None else None
+        h, c = last if last is not None else torch.tanh(self.init_state(tokens.mean(1))).chunk(2, dim=-1)
         outputs, states, cells, alphas = [], [], [], []
         for t in range(embeds.shape[1]):
             context, alpha = self.attention(projected, tokens, h, encoder_attention_mask)
@@ -173,15 +173,13 @@ class LSTMDecoderForCausalLM(LSTMDecoderPreTrainedModel, GenerationMixin):
             h, c = self.cell(torch.cat([embeds[:, t], context], dim=-1), (h, c))
             outputs.append(h + context)
             states.append(h), cells.append(c), alphas.append(alpha)
-        if cache is not None:
-            cache.update(torch.stack(states, 1)[:, None], torch.stack(cells, 1)[:, None], 0)
+        if state_cache is not None:
+            state_cache.append((torch.stack(states, 1), torch.stack(cells, 1)))
         logits = self.lm_head(self.dropout(torch.stack(outputs, dim=1)))
         attentions = (torch.stack(alphas, dim=1)[:, None],) if output_attentions else None
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
-            return (logits,)
-        return CausalLMOutputWithCrossAttentions(logits=logits, past_key_values=past_key_values,
-                                                 cross_attentions=attentions)
-
+            return (logits,) if state_cache is None else (logits, state_cache)
+        return causal_lm_output(logits, state_cache, attentions)
 
 __all__ = ["LSTM_MODEL_TYPE", "LSTMDecoderConfig", "LSTMDecoderForCausalLM"]
