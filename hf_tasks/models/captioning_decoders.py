@@ -33,11 +33,9 @@ def build_decoder(spec: dict[str, Any], pretrained: bool, tokenizer, policy: Loa
     config = AutoConfig.from_pretrained(name, **policy.config_kwargs(), **overrides) if name else \
         AutoConfig.for_model(spec["model_type"], **overrides)
     config.is_decoder, config.add_cross_attention, config.pad_token_id = True, True, tokenizer.pad_token_id
-    decoder = AutoModelForCausalLM.from_pretrained(name, config=config, **policy.model_kwargs()) if load else \
-        AutoModelForCausalLM.from_config(config)
-    output, embeddings = decoder.get_output_embeddings(), decoder.get_input_embeddings()
-    if output is not None and output.weight is embeddings.weight:
-        output.weight = torch.nn.Parameter(embeddings.weight.detach().clone())
-    decoder.config.tie_word_embeddings = False
-    decoder.all_tied_weights_keys = decoder.get_expanded_tied_weights_keys()  # else the encoder-decoder re-ties
+    loaded = AutoModelForCausalLM.from_pretrained(name, config=config, **policy.model_kwargs()) if load else None
+    config.tie_word_embeddings = False  # built untied, so neither it nor the encoder-decoder ties them again
+    decoder = AutoModelForCausalLM.from_config(config)
+    if loaded is not None:  # a tied checkpoint's state dict names the shared matrix under both keys: both copied
+        decoder.load_state_dict(loaded.state_dict())
     return decoder

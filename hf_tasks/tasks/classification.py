@@ -318,7 +318,7 @@ def save_timm(model, processor, path: Path, label_names: list[str]) -> None:
     """Write timm's native layout, which both timm ``local-dir:`` and transformers' TimmWrapper read."""
     import json
 
-    from timm.models._hub import save_for_hf
+    from timm.models import save_for_hf
 
     save_for_hf(model.timm_model, str(path), model_config={"label_names": list(label_names)},
                 safe_serialization=True, data_config=dict(processor.data_config))

@@ -323,7 +323,8 @@ class EmaHooks(TrainHooks):
     def __init__(self, model: torch.nn.Module, decay: float, tau: float):
         from ultralytics.utils.torch_utils import ModelEMA
 
-        self.ema = ModelEMA(model, decay=decay, tau=tau)
+        self.settings = {"decay": decay, "tau": tau}
+        self.ema = ModelEMA(model, **self.settings)
 
     def after_step(self, model: torch.nn.Module, step: int) -> None:
         self.ema.update(model)
@@ -336,9 +337,13 @@ class EmaHooks(TrainHooks):
                 "updates": self.ema.updates}
 
     def load_state_dict(self, state: dict) -> None:
-        self.ema.ema.load_state_dict(state["ema"])
-        self.ema.updates = int(state["updates"])
-        self.ema._pairs = None  # rebuilt on the next update from the (reloaded) tensors
+        """A fresh ModelEMA around the restored weights, so nothing it cached from before the restore survives."""
+        from ultralytics.utils.torch_utils import ModelEMA
+
+        ema = ModelEMA(self.ema.ema, **self.settings)
+        ema.ema.load_state_dict(state["ema"])
+        ema.updates = int(state["updates"])
+        self.ema = ema
 
 
 def make_hooks(cfg: TrainConfig, model: torch.nn.Module) -> TrainHooks:
