@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from hf_tasks.augment import (
     KERAS_PRESET,
@@ -43,7 +44,6 @@ def _argmax_2d(img: torch.Tensor) -> tuple[int, int]:
 
 def _scipy_keras(img: torch.Tensor, params: AffineParams, mode: str) -> np.ndarray:
     """The Keras reference: its matrix about the centre (size/2 - 0.5), applied by scipy with order=1."""
-    ndimage = pytest.importorskip("scipy.ndimage")
     h, w = img.shape[-2:]
     oy, ox = h / 2 - 0.5, w / 2 - 0.5
     offset = np.array([[1, 0, oy], [0, 1, ox], [0, 0, 1]], dtype=np.float64)
