@@ -63,32 +63,56 @@ def test_max_steps_stops_mid_epoch_and_still_evaluates(shapes_classification, tm
     assert results["train_steps"] == 3 and results["best_step"] == 3
 
 
-def test_early_stopping_on_a_metric_that_cannot_improve(shapes_classification, tmp_path):
-    # a ViT (LayerNorm, no running statistics) with a vanishing lr never changes its predictions, so accuracy
-    # never improves after the first evaluation
-    results = train(shapes_classification, tmp_path / "run", "--epochs", "6", "--lr", "1e-12",
-                    "--early-stopping-patience", "2", "--scheduler", "constant", *TINY_VIT)
-    assert results["train_epochs"] == 3
-    assert results["best_step"] == batches(sizes(shapes_classification)["train"])  # the first evaluation
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory):
+    """Three classes of noisy red, green and blue squares: a tiny CNN learns them in a few epochs."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import build_dataset
+
+    raw, out = tmp_path_factory.mktemp("colours_raw"), tmp_path_factory.mktemp("colours") / "ds"
+    rng = np.random.default_rng(0)
+    for name, rgb in {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}.items():
+        (raw / name).mkdir()
+        for i in range(40):
+            pixels = np.clip(np.array(rgb)[None, None] + rng.normal(0, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(raw / name / f"{i}.png")
+    build_dataset(["image_folder", "--src", str(raw), "--out", str(out), "--val-fraction", "0.25",
+                   "--test-fraction", "0.25", "--seed", "0"])
+    return out
 
 
-def test_best_checkpoint_is_the_one_saved(shapes_classification, tmp_path):
-    """The saved model is the best epoch's: re-evaluating it on validation gives the best recorded metric."""
-    from transformers import AutoModelForImageClassification
-
-    import hf_tasks.models  # noqa: F401
-
-    results = train(shapes_classification, tmp_path / "run", "--epochs", "3", "--lr", "0.05",
-                    "--metric-for-best", "loss")
-    history = read_json(tmp_path / "run" / "log_history.json")
-    losses = [h["eval_loss"] for h in history if "eval_loss" in h]
-    assert results["best_eval_loss"] == pytest.approx(min(losses))
-    model = AutoModelForImageClassification.from_pretrained(tmp_path / "run")
+def test_early_stopping_and_best_weights_on_a_run_that_learns(colours, tmp_path):
+    """Validation accuracy climbs to a plateau: training stops ``patience`` evaluations after the first epoch that
+    reached it, and the saved model holds that epoch's weights (not the first's, not the last's)."""
     from safetensors.torch import load_file
 
-    best = load_file(str(tmp_path / "run" / "checkpoints" / "best" / "model.safetensors"))
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, best[key]), key
+    from hf_tasks.cli import main
+
+    patience, out = 2, tmp_path / "run"
+    results = train(colours, out, "--epochs", "15", "--lr", "0.001", "--scheduler", "constant",
+                    "--early-stopping-patience", str(patience), "--keep-checkpoints", "15")
+    evals = [h for h in read_json(out / "log_history.json") if "eval_accuracy" in h]
+    accuracy = [h["eval_accuracy"] for h in evals]
+    best = accuracy.index(max(accuracy))  # the first epoch to reach the best value; later ties do not improve
+    improved = [i for i, a in enumerate(accuracy) if a > max(accuracy[:i], default=-1)]
+    assert 0 < best < len(accuracy) - 1, accuracy  # the case under test: neither the first nor the last epoch
+    assert improved[-1] == best and len(accuracy) == best + 1 + patience < 15  # stopped after `patience` evals
+    assert results["train_epochs"] == len(accuracy) and results["best_step"] == evals[best]["step"]
+    saved = load_file(str(out / "model.safetensors"))
+    checkpoint = {step: load_file(str(out / "checkpoints" / f"checkpoint-{step}" / "model.safetensors"))
+                  for step in (evals[best]["step"], evals[-1]["step"])}
+    for key, value in saved.items():
+        assert torch.equal(value, checkpoint[evals[best]["step"]][key]), key
+    assert any(not torch.equal(v, checkpoint[evals[-1]["step"]][k]) for k, v in saved.items())
+    metrics = tmp_path / "validation.json"
+    assert main(["evaluate", "--task", "classification", "--model", str(out), "--dataset", str(colours), "--split",
+                 "validation", "--output", str(metrics)]) == 0
+    again = read_json(metrics)
+    assert again["validation_accuracy"] == accuracy[best]
+    assert again["validation_loss"] == pytest.approx(evals[best]["eval_loss"], rel=1e-5)
+    assert again["validation_loss"] != pytest.approx(evals[-1]["eval_loss"], rel=1e-3)
 
 
 def test_existing_output_is_not_overwritten(shapes_classification, tmp_path):
