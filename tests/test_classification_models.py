@@ -135,7 +135,12 @@ def test_compare_pretrained_with_imagenet_label_map_and_finetuned(cats_dogs, tmp
     baseline = tmp_path / "imagenet_vit"  # stands in for google/vit-base-patch16-224: 1000 ImageNet classes
     config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                        image_size=32, patch_size=8, num_labels=1000)
-    ViTForImageClassification(config).save_pretrained(baseline)
+    imagenet = ViTForImageClassification(config)
+    with torch.no_grad():  # always "tabby cat" (281): through the label map, always "cat"
+        imagenet.classifier.weight.zero_()
+        imagenet.classifier.bias.zero_()
+        imagenet.classifier.bias[281] = 10.0
+    imagenet.save_pretrained(baseline)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(baseline)
     tuned = tmp_path / "tuned"
     _train("--data.dataset", str(cats_dogs), "--output-dir", str(tuned), "--max-steps", "2", *TINY_VIT)
@@ -147,10 +152,34 @@ def test_compare_pretrained_with_imagenet_label_map_and_finetuned(cats_dogs, tmp
     assert "| pretrained, label map imagenet-cats-dogs |" in table and "| fine-tuned |" in table
     report = read_json(tuned / "comparison.json")
     assert [row["role"] for row in report["rows"]] == ["pretrained, label map imagenet-cats-dogs", "fine-tuned"]
-    import datasets
+    truth, predicted = plain_predictions(tuned, cats_dogs)
+    cats = truth.count(0) / len(truth)
+    assert 0 < cats < 1 and report["rows"][0]["accuracy"] == pytest.approx(cats)
+    tuned_accuracy = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
+    assert report["rows"][1]["accuracy"] == pytest.approx(tuned_accuracy)
+    assert all(row["num_samples"] == len(truth) for row in report["rows"])
 
-    n_test = len(datasets.load_from_disk(str(cats_dogs))["test"])
-    assert all(row["num_samples"] == n_test and 0 <= row["accuracy"] <= 1 for row in report["rows"])
+    # the same comparison on 2 processes, each evaluating its share of the test split
+    from tests.helpers import run_launch
+
+    two = tmp_path / "two.json"
+    run_launch(["hf_tasks", "compare", "--dataset", str(cats_dogs), "--baseline", str(baseline), "--label-map",
+                "imagenet-cats-dogs", "--model", str(tuned), "--batch-size", "4", "--output", str(two)],
+               num_processes=2)
+    assert read_json(two)["rows"] == report["rows"]
+
+
+def plain_predictions(model_dir, dataset) -> tuple[list[int], list[int]]:
+    """The test split's labels and a saved classifier's predictions, computed with plain transformers calls."""
+    import datasets
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    test = datasets.load_from_disk(str(dataset))["test"]
+    model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    with torch.no_grad():
+        logits = model(**processor(images=[row["image"].convert("RGB") for row in test], return_tensors="pt")).logits
+    return list(test["label"]), logits.argmax(-1).tolist()
 
 
 def test_compare_needs_a_label_map_for_foreign_classes(cats_dogs, tmp_path, capsys):

@@ -108,9 +108,17 @@ def test_evaluate_and_compare_refuse_pickle_only_models_unless_trusted(fault_dat
 
     from hf_tasks.cli import main
 
-    folder = pickle_only(tmp_path / "vit", _vit(["circle", "square", "triangle"]))
+    vit = _vit(["circle", "square", "triangle"])
+    with torch.no_grad():  # a constant answer, "square", so its accuracy is the share of squares
+        vit.classifier.weight.zero_()
+        vit.classifier.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
+    folder = pickle_only(tmp_path / "vit", vit)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     data = str(fault_data["classification"])
+    import datasets
+
+    test = datasets.load_from_disk(data)["test"]
+    squares = test["label"].count(test.features["label"].names.index("square")) / len(test)
     commands = {"evaluate": ["evaluate", "--model", str(folder), "--dataset", data, "--batch-size", "8"],
                 "compare": ["compare", "--baseline", str(folder), "--model", str(folder), "--dataset", data,
                             "--batch-size", "8", "--output", str(tmp_path / "comparison.json")]}
@@ -120,7 +128,7 @@ def test_evaluate_and_compare_refuse_pickle_only_models_unless_trusted(fault_dat
         assert "has no safetensors weights, only pytorch_model.bin" in capsys.readouterr().err
         assert main([*argv, "--trust-pickle"]) == 0, name
     rows = json.loads((tmp_path / "comparison.json").read_text())["rows"]
-    assert [r["accuracy"] for r in rows] == [rows[0]["accuracy"]] * 2  # the same weights on both sides
+    assert 0 < squares < 1 and [r["accuracy"] for r in rows] == pytest.approx([squares] * 2)
 
 
 def test_pickle_only_captioner_needs_trust_pickle(fault_data, tmp_path):
