@@ -122,3 +122,27 @@ def test_augmentation_reaches_the_batches_and_workers_do_not_change_them(shapes_
     assert all(a.shape == b.shape for a, b in zip(plain, keras))
     assert not any(torch.equal(a, b) for a, b in zip(plain, keras))  # every batch transformed
     assert all(torch.equal(a, b) for a, b in zip(keras, workers))  # seeded per sample, not per worker
+
+
+def test_sgd_with_momentum_is_the_optimizer_that_steps(shapes_classification, tmp_path, monkeypatch):
+    """``--optim.optimizer sgd``: two steps follow SGD's rule with momentum (buf = m * buf + g; w -= lr * buf)."""
+    momentum, seen = 0.5, []
+    step = torch.optim.SGD.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        before = [(p.detach().clone(), p.grad.detach().clone()) for p in params]
+        result = step(optimizer, *args, **kwargs)
+        seen.append((before, [p.detach().clone() for p in params],
+                     [(g["lr"], g["momentum"], g["nesterov"]) for g in optimizer.param_groups]))
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    train(shapes_classification, tmp_path / "run", "--lr", str(LR), "--data.eval_split", "none", "--max-steps", "2",
+          "--scheduler", "constant", "--optim.optimizer", "sgd", "--optim.momentum", str(momentum),
+          "--optim.max_grad_norm", "null")
+    assert len(seen) == 2 and all(hyper == [(LR, momentum, False)] * 2 for *_, hyper in seen)
+    (first, after_first, _), (second, after_second, _) = seen
+    for (w0, g0), w1, (_, g1), w2 in zip(first, after_first, second, after_second):
+        torch.testing.assert_close(w1, w0 - LR * g0)
+        torch.testing.assert_close(w2, w1 - LR * (momentum * g0 + g1))

@@ -122,9 +122,25 @@ def test_existing_output_is_not_overwritten(shapes_classification, tmp_path):
     train(shapes_classification, tmp_path / "run", "--epochs", "1", "--overwrite")
 
 
-def test_tensorboard_tracker_writes_events(shapes_classification, tmp_path):
-    train(shapes_classification, tmp_path / "run", "--epochs", "1", "--report-to", "tensorboard")
-    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+def test_tensorboard_tracker_logs_what_the_history_records(shapes_classification, tmp_path):
+    """The event file holds each step's training loss and lr and each evaluation, as log_history.json has them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(shapes_classification, tmp_path / "run", "--epochs", "2", "--log-every", "1", "--report-to", "tensorboard")
+    events = list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+    assert events
+    scalars = {}
+    for event_file in events:
+        accumulator = EventAccumulator(str(event_file))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
+    history = read_json(tmp_path / "run" / "log_history.json")
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    assert len(losses) == 2 * batches(sizes(shapes_classification)["train"])
+    assert sorted(scalars["train/loss"]) == [(step, pytest.approx(loss, rel=1e-6)) for step, loss in losses]
+    assert sorted(scalars["eval/accuracy"]) == [(h["step"], pytest.approx(h["eval_accuracy"]))
+                                                for h in history if "eval_accuracy" in h]
 
 
 def test_missing_split_fails_naming_the_key(shapes_classification, tmp_path):
