@@ -182,4 +182,5 @@ class LSTMDecoderForCausalLM(LSTMDecoderPreTrainedModel, GenerationMixin):
             return (logits,) if state_cache is None else (logits, state_cache)
         return causal_lm_output(logits, state_cache, attentions)
 
+
 __all__ = ["LSTM_MODEL_TYPE", "LSTMDecoderConfig", "LSTMDecoderForCausalLM"]
