@@ -2,7 +2,7 @@
 
 Every caption carries *where* it came from (file and line, or ``file.json#annotation_id=N``) so that a problem
 is reported at the place the user can fix. Image names from caption files are untrusted text: they are checked
-for absolute paths, ``..`` and symlinks leaving the image folder before anything is opened.
+for absolute paths, ``..`` and symlinks leaving the ``--src`` root before anything is opened.
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hf_tasks.errors import DataError
 
-from .common import BadInputReport, check_images, image_value, is_image_name, rows_to_dataset, stratified_split
+from .common import (
+    BadInputReport,
+    check_images,
+    image_value,
+    is_image_name,
+    requested_splits,
+    rows_to_dataset,
+    stratified_split,
+)
+from .paths import walk_files, within
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
@@ -119,14 +128,11 @@ def unsafe_reason(name: str) -> str | None:
     return None
 
 
-def contained(root: Path, name: str) -> Path | None:
-    """``root/name`` if it stays inside ``root`` after resolving symlinks (only stats, never opens)."""
+def contained(root: Path, name: str, limit: Path | None = None) -> Path | None:
+    """``root/name`` if, symlinks resolved, it stays inside ``limit`` (the ``--src`` root; default ``root``).
+    Only stats, never opens."""
     path = root / name
-    try:
-        real, real_root = path.resolve(), root.resolve()
-    except (OSError, RuntimeError, ValueError):
-        return None
-    return path if real == real_root or real_root in real.parents else None
+    return path if within(path, limit if limit is not None else root) else None
 
 
 def is_file(path: Path) -> bool:
@@ -147,12 +153,13 @@ def group_by_image(captions: Iterable[Caption]) -> dict[str, list[Caption]]:
 
 
 def locate_images(groups: dict[str, list[Caption]], image_root: Path, report: BadInputReport,
-                  ) -> dict[str, Path]:
-    """Image name → existing file inside ``image_root``; unsafe and missing names are reported per caption."""
+                  limit: Path | None = None) -> dict[str, Path]:
+    """Image name → existing file inside ``image_root`` (through links only when they stay inside ``limit``, the
+    ``--src`` root); unsafe and missing names are reported per caption."""
     found: dict[str, Path] = {}
     for name in sorted(groups):
         reason = unsafe_reason(name)
-        path = None if reason else contained(image_root, name)
+        path = None if reason else contained(image_root, name, limit)
         if reason is None and path is None:
             reason = UNSAFE_NAME
         elif path is not None and not is_file(path):
@@ -166,12 +173,14 @@ def locate_images(groups: dict[str, list[Caption]], image_root: Path, report: Ba
 
 
 def validate_images(groups: dict[str, list[Caption]], image_root: Path, report: BadInputReport,
-                    num_proc: int | None, id_of: dict[str, str] | None = None) -> list[CaptionedImage]:
+                    num_proc: int | None, id_of: dict[str, str] | None = None,
+                    limit: Path | None = None) -> list[CaptionedImage]:
     """Locate and fully decode every captioned image; return the usable ones sorted by path.
 
-    ``id_of`` maps a caption's image name to the stored ``image_id`` (default: the name itself).
+    ``id_of`` maps a caption's image name to the stored ``image_id`` (default: the name itself); ``limit`` is the
+    folder symbolic links must stay in (the ``--src`` root; default ``image_root``).
     """
-    found = locate_images(groups, image_root, report)
+    found = locate_images(groups, image_root, report, limit)
     names = sorted(found, key=lambda n: found[n].as_posix())
     reasons = check_images([found[n] for n in names], num_proc=num_proc)
     images = []
@@ -194,15 +203,16 @@ def _relative(path: Path, root: Path | None) -> str:
     return path.name
 
 
-def report_uncaptioned(image_root: Path, names: Iterable[str], report: BadInputReport) -> list[str]:
+def report_uncaptioned(image_root: Path, names: Iterable[str], report: BadInputReport,
+                       limit: Path | None = None) -> list[str]:
     """Images in ``image_root`` that no caption names are reported; other files are returned as ignored.
 
     Compared by normalised path, so ``./a.jpg`` in a caption file still counts as naming ``a.jpg`` (and a
-    named symlink that escapes the folder is reported once, at its caption, not again here).
+    named symlink that escapes ``limit`` is reported once, at its caption, not again here).
     """
     named = {os.path.normpath(image_root / n) for n in names if unsafe_reason(n) is None}
     ignored = []
-    for path in sorted(p for p in image_root.rglob("*") if p.is_file()):
+    for path in walk_files(image_root, limit if limit is not None else image_root, report, quiet=named):
         if os.path.normpath(path) in named:
             continue
         if is_image_name(path):
@@ -235,9 +245,11 @@ def captioning_dataset(splits: dict[str, list[CaptionedImage]]) -> DatasetDict:
 
 def seeded_image_split(images: Sequence[CaptionedImage], val_fraction: float, test_fraction: float,
                        seed: int) -> dict[str, list[CaptionedImage]]:
-    """Split *images* (never captions of one image across splits) with the shared seeded splitter."""
+    """Split *images* (never captions of one image across splits) with the shared seeded splitter; a split with a
+    0 fraction is not made."""
     parts = stratified_split([0] * len(images), val_fraction, test_fraction, seed)
-    return {name: [images[i] for i in idx] for name, idx in parts.items()}
+    return requested_splits({name: [images[i] for i in idx] for name, idx in parts.items()}, val_fraction,
+                            test_fraction)
 
 
 def captioning_info(source: str, src: Path, splits: dict[str, list[CaptionedImage]],

@@ -28,8 +28,10 @@ from .common import (
     classification_info,
     is_image_name,
     keep_valid,
+    require_splits,
     resolve_src,
 )
+from .paths import keep_inside, walk_files
 
 SOURCE = "cats_vs_dogs"
 CLASS_NAMES = ["cat", "dog"]
@@ -82,12 +84,12 @@ def detect_layout(src: Path) -> tuple[str, Path]:
     )
 
 
-def scan_pet(root: Path, report: BadInputReport) -> list[LabeledFile]:
-    """``Cat/`` and ``Dog/`` files; non-image names (e.g. Thumbs.db) are reported."""
+def scan_pet(root: Path, report: BadInputReport, src: Path) -> list[LabeledFile]:
+    """``Cat/`` and ``Dog/`` files; non-image names (e.g. Thumbs.db) and links leaving ``src`` are reported."""
     files = []
     for label, name in enumerate(("Cat", "Dog")):
         folder = _child_dir(root, name)
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        for path in walk_files(folder, src, report):
             if is_image_name(path):
                 files.append(LabeledFile(path, path.relative_to(root).as_posix(), label))
             else:
@@ -101,10 +103,11 @@ def _flat_sort_key(path: Path) -> tuple:
     return (match.group(1).lower(), int(match.group(2)), path.name) if match else ("~", 0, path.name)
 
 
-def scan_flat(root: Path, report: BadInputReport) -> list[LabeledFile]:
-    """``cat.N.ext``/``dog.N.ext`` files directly in ``root``; other names are reported."""
+def scan_flat(root: Path, report: BadInputReport, src: Path) -> list[LabeledFile]:
+    """``cat.N.ext``/``dog.N.ext`` files directly in ``root``; other names and links leaving ``src`` are reported."""
     files = []
-    for path in sorted((p for p in root.iterdir() if p.is_file()), key=_flat_sort_key):
+    entries = keep_inside((p for p in root.iterdir() if p.is_file() or p.is_symlink()), src, report)
+    for path in sorted((p for p in entries if p.is_file()), key=_flat_sort_key):
         match = FLAT_NAME.match(path.name)
         if match is None:
             report.add(path, "name does not match cat.N.ext or dog.N.ext")
@@ -118,12 +121,13 @@ def build(args: argparse.Namespace) -> BuildResult:
     src = resolve_src(args)
     layout, root = detect_layout(src)
     report = BadInputReport(root=root)
-    candidates = scan_pet(root, report) if layout == "pet" else scan_flat(root, report)
+    candidates = (scan_pet if layout == "pet" else scan_flat)(root, report, src)
     files = keep_valid(candidates, report, args.num_proc)
     report.check(args.skip_bad)
     if not files:
         raise DataError(f"No valid cat or dog images found in {root}.")
     splits = carve(files, args.val_fraction, args.test_fraction, args.seed)
+    require_splits(splits, report)
     dataset = classification_dataset(splits, CLASS_NAMES)
     method = dict.fromkeys(splits, "stratified (seeded)")
     info = classification_info(SOURCE, root, args, splits, CLASS_NAMES, method, layout=layout, rejected=report.count)

@@ -40,7 +40,7 @@ def add_build_dataset_parser(subparsers: argparse._SubParsersAction) -> argparse
 
 
 def format_summary(result: BuildResult) -> str:
-    """A few lines a human can check at a glance: split sizes, classes, rejected inputs."""
+    """A few lines a human can check at a glance: split sizes, classes, rejected inputs, the source's notes."""
     info = result.info
     sizes = "  ".join(f"{name}: {len(split)}" for name, split in result.dataset.items())
     classes = info.get("class_names", [])
@@ -52,6 +52,7 @@ def format_summary(result: BuildResult) -> str:
     ]
     if classes:
         lines.insert(2, f"  classes ({len(classes)}): {', '.join(classes)}")
+    lines += [f"  note: {note}" for note in info.get("notes", [])]
     if result.report.count:
         lines.append("  " + result.report.summary().replace("\n", "\n  "))
     return "\n".join(lines)

@@ -37,7 +37,14 @@ from .captions_common import (
     seeded_image_split,
     validate_images,
 )
-from .common import BadInputReport, BuildResult, add_output_arguments, add_split_arguments
+from .common import (
+    BadInputReport,
+    BuildResult,
+    add_output_arguments,
+    add_split_arguments,
+    require_splits,
+    requested_splits,
+)
 
 SOURCE = "coco_captions"
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "validation", "test": "test"}
@@ -249,6 +256,7 @@ def official_split(files: list[tuple[Path, list[CaptionedImage]]], args: argpars
             for name, part in seeded_image_split(images, args.val_fraction, 0.0, args.seed).items():
                 splits[name].extend(part)
         carve = f"seeded {args.val_fraction} of {names['train']} images (seed {args.seed})"
+        splits = requested_splits(splits, args.val_fraction, test_fraction=1.0)  # test: the official val file
         return splits, {"train": f"official {names['train']} minus the validation carve", "validation": carve,
                         "test": f"official {names['val']} (COCO test has no public captions)"}
     every = [image for _, images in files for image in images]
@@ -259,13 +267,13 @@ def official_split(files: list[tuple[Path, list[CaptionedImage]]], args: argpars
 
 
 # ------------------------------------------------------------------------------------------------- build
-def _validate_coco(pairs, report, num_proc) -> list[tuple[Path, list[tuple[int | None, CaptionedImage]]]]:
-    """Parse each captions file and validate its images against its own image folder."""
+def _validate_coco(pairs, report, num_proc, root: Path) -> list[tuple[Path, list[tuple[int | None, CaptionedImage]]]]:
+    """Parse each captions file and validate its images against its own image folder (links stay inside ``root``)."""
     out = []
     for path, folder in pairs:
         coco = parse_coco_json(path, report)
         ids = {name: image_id for image_id, name in coco.file_names.items()}
-        images = validate_images(group_by_image(coco.captions), folder, report, num_proc)
+        images = validate_images(group_by_image(coco.captions), folder, report, num_proc, limit=root)
         out.append((path, [(ids.get(image.image_id), image) for image in images]))
     return out
 
@@ -289,7 +297,7 @@ def build(args: argparse.Namespace) -> BuildResult:
     report = BadInputReport(root=report_root)
     extra: dict[str, object] = {"annotation_files": [str(p) for p, _ in pairs]}
     if pairs:
-        files = _validate_coco(pairs, report, args.num_proc)
+        files = _validate_coco(pairs, report, args.num_proc, root)
         entries = parse_karpathy(args.karpathy, report) if args.karpathy else []
     else:
         images, entries = _karpathy_only(args.karpathy, root, report, args.num_proc)
@@ -307,5 +315,6 @@ def build(args: argparse.Namespace) -> BuildResult:
         splits, method = official_split([(p, [img for _, img in items]) for p, items in files], args)
         extra.update(val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     splits = {name: sorted(images, key=lambda i: i.rel) for name, images in splits.items()}
+    require_splits(splits, report)
     info = captioning_info(SOURCE, root, splits, method, args, rejected=report.count, **extra)
     return BuildResult(dataset=captioning_dataset(splits), report=report, info=info)

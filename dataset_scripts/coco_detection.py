@@ -8,8 +8,10 @@ Category ids are remapped to contiguous labels in ascending id order (original i
 Crowd annotations are kept with ``iscrowd=True``; ``area`` is the json's (segment) area, which COCO evaluation
 uses for its small/medium/large ranges, or ``w*h`` when absent. Boxes stay COCO xywh in pixels, unchanged.
 Bad entries are reported by annotation id or image id: unknown image/category ids, boxes with width or height
-≤ 0, missing files and ``file_name``s that leave the image folder (those are never read). With ``--skip-bad``
-an image with any bad annotation is left out whole, so no object in a kept image lacks its box.
+≤ 0, missing files and ``file_name``s that leave the image folder (those are never read), one annotation id used for
+two different annotations. With ``--skip-bad`` an image with any bad annotation is left out whole, so no object in a
+kept image lacks its box. Exact duplicates (the same box twice, or the same annotation listed twice) are dropped and
+counted in the build report.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ import argparse
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hf_tasks.errors import DataError
 
-from .common import BadInputReport, BuildResult, add_output_arguments, resolve_src
+from .common import BadInputReport, BuildResult, add_output_arguments, require_splits, resolve_src
 from .detection_common import (
     DetectionExample,
     add_detection_split_arguments,
     carve_missing,
+    correction_notes,
     dedupe_names,
     detection_dataset,
     detection_info,
@@ -38,6 +42,7 @@ from .detection_common import (
     listed,
     usable_images,
 )
+from .paths import link_problem
 
 SOURCE = "coco_detection"
 INSTANCES = re.compile(r"^instances_([A-Za-z]+?)(\d*)\.json$")
@@ -69,6 +74,12 @@ class CocoIndex:
     images: dict[int, CocoImage] = field(default_factory=dict)
     objects: dict[int, list[CocoObject]] = field(default_factory=dict)
     bad: set[int] = field(default_factory=set)
+    annotations: dict[int, dict] = field(default_factory=dict)  # annotation id → entry, to spot repeated ids
+    duplicates: Counter = field(default_factory=Counter)  # image id → duplicate boxes removed
+
+    def duplicates_kept(self) -> int:
+        """Duplicate boxes removed from the images that stay in the dataset."""
+        return sum(n for image_id, n in self.duplicates.items() if image_id not in self.bad)
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class SplitInput:
     split: str
     annotations: Path
     images: Path
+    root: Path  # symbolic links are followed only while they stay inside it (--src, else --images)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +117,7 @@ def find_inputs(args: argparse.Namespace) -> tuple[list[SplitInput], Path, list[
             raise DataError(f"--annotations {annotations} is not an existing file.")
         images = resolve_src(argparse.Namespace(src=args.images, out=args.out))
         root = Path(os.path.commonpath([annotations.parent, images]))
-        return [SplitInput("all", annotations, images)], root, []
+        return [SplitInput("all", annotations, images, images)], root, []
     src = resolve_src(args)
     return _split_files(src)
 
@@ -127,7 +139,7 @@ def _split_files(src: Path) -> tuple[list[SplitInput], Path, list[str]]:
         images = next((d for d in (src / stem, src / "images" / stem) if d.is_dir()), None)
         if images is None:
             raise DataError(f"{path.name} has no image folder: expected {src / stem}/ or {src / 'images' / stem}/.")
-        found[split] = SplitInput(split, path, images)
+        found[split] = SplitInput(split, path, images, src)
     if not found:
         raise DataError(f"No instances_<split>.json in {src} or {src / 'annotations'}; expected the COCO layout "
                         "annotations/instances_train2017.json + train2017/, or pass --annotations and --images.")
@@ -135,7 +147,7 @@ def _split_files(src: Path) -> tuple[list[SplitInput], Path, list[str]]:
         if len(found) > 1:
             raise DataError(f"{src} has {', '.join(sorted(found))} annotations but no instances_train*.json.")
         only = next(iter(found.values()))
-        found = {"all": SplitInput("all", only.annotations, only.images)}
+        found = {"all": SplitInput("all", only.annotations, only.images, src)}
     return list(found.values()), src, ignored
 
 
@@ -248,6 +260,8 @@ def parse_annotation(entry: Any, position: int, where: Path, report: BadInputRep
     if not _is_id(image_id) or image_id not in known:
         report.add(place, "image_id not in images")
         return
+    if repeated_id(entry, place, report, index):
+        return
     reason = annotation_problem(entry, index.images.get(image_id), labels)
     if reason is not None:
         report.add(place, reason)
@@ -257,13 +271,33 @@ def parse_annotation(entry: Any, position: int, where: Path, report: BadInputRep
         return
     x, y, w, h = (float(v) for v in entry["bbox"])
     area = float(entry["area"]) if "area" in entry else w * h
-    index.objects[image_id].append(
-        CocoObject([x, y, w, h], labels[entry["category_id"]], bool(entry.get("iscrowd", 0)), area))
+    found = CocoObject([x, y, w, h], labels[entry["category_id"]], bool(entry.get("iscrowd", 0)), area)
+    if found in index.objects[image_id]:
+        index.duplicates[image_id] += 1  # the same box annotated twice: it would halve AP50 for its detection
+    else:
+        index.objects[image_id].append(found)
+
+
+def repeated_id(entry: dict, place: Path, report: BadInputReport, index: CocoIndex) -> bool:
+    """Whether ``entry`` reuses an annotation id: an exact copy is dropped and counted, a different annotation under
+    the same id is reported (both images are left out: which of the two is right cannot be told)."""
+    ident = entry.get("id")
+    if not _is_id(ident):
+        return False
+    first = index.annotations.setdefault(ident, entry)
+    if first is entry:
+        return False
+    if first == entry:
+        index.duplicates[entry["image_id"]] += 1
+    else:
+        report.add(place, "annotation id used twice for different annotations")
+        index.bad.update({first["image_id"], entry["image_id"]})
+    return True
 
 
 # ------------------------------------------------------------------------------------------------ files
 def locate_files(index: CocoIndex, part: SplitInput, report: BadInputReport) -> dict[int, Path]:
-    """Image id → file; names leaving the image folder are reported and never opened."""
+    """Image id → file; names leaving the image folder and links leaving the root are reported, never opened."""
     paths: dict[int, Path] = {}
     for image_id in sorted(index.images):
         image = index.images[image_id]
@@ -271,6 +305,8 @@ def locate_files(index: CocoIndex, part: SplitInput, report: BadInputReport) -> 
         path = inside(part.images, image.file_name)
         if path is None:
             report.add(place, "file_name leaves the image folder (not read)")
+        elif (reason := link_problem(path, part.root)) is not None:
+            report.add(place, reason)
         elif not path.is_file():
             report.add(place, "image file not found")
         else:
@@ -330,12 +366,15 @@ def build(args: argparse.Namespace) -> BuildResult:
     if not any(given.values()):
         raise DataError(f"No usable images in {', '.join(str(p.annotations) for p in parts)}.")
     splits, methods = carve_missing(given, args, "annotation file")
+    require_splits(splits, report)
     names = [name for _, name in categories[0]]
+    counts = {"duplicate_boxes_removed": sum(index.duplicates_kept() for index in indexes.values())}
     dataset = detection_dataset(splits, names, SOURCE)
     info = detection_info(
         SOURCE, root, args, splits, names, methods,
         annotation_files={p.split: p.annotations.relative_to(root).as_posix() for p in parts},
         category_ids=[cid for cid, _ in categories[0]], class_order="ascending COCO category id",
         num_crowd={n: sum(sum(e.iscrowd) for e in v) for n, v in splits.items() if v},
-        rejected=report.count, images_dropped=sum(len(i.bad) for i in indexes.values()), ignored=listed(ignored))
+        rejected=report.count, images_dropped=sum(len(i.bad) for i in indexes.values()), ignored=listed(ignored),
+        notes=correction_notes(counts), **counts)
     return BuildResult(dataset=dataset, report=report, info=info)

@@ -7,18 +7,20 @@ build the CLI parser costs nothing.
 from __future__ import annotations
 
 import argparse
+import io
 import multiprocessing
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Sized
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFile, UnidentifiedImageError
+from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
 from hf_tasks.errors import DataError
+from hf_tasks.images import needs_conversion, to_8bit
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
@@ -58,6 +60,15 @@ class BadInputReport:
                 pass
         return Path(path).name
 
+    def where(self, path: Path, line: int | None) -> str:
+        """``file`` or ``file:line``, as the summary lists a problem."""
+        return f"{self.display(path)}:{line}" if line is not None else self.display(path)
+
+    def first(self) -> str:
+        """The first problem in summary order, as ``where: reason``."""
+        path, line, reason = self._sorted()[0]
+        return f"{self.where(path, line)}: {reason}"
+
     def _sorted(self) -> list[tuple[Path, int | None, str]]:
         return sorted(self.items, key=lambda item: (self.display(item[0]), item[1] or 0))
 
@@ -69,8 +80,7 @@ class BadInputReport:
         for reason, n in sorted(Counter(r for _, _, r in self.items).items()):
             lines.append(f"  {n} × {reason}")
         for path, line, reason in self._sorted()[:limit]:
-            where = f"{self.display(path)}:{line}" if line is not None else self.display(path)
-            lines.append(f"  - {where}: {reason}")
+            lines.append(f"  - {self.where(path, line)}: {reason}")
         if self.count > limit:
             lines.append(f"  ... and {self.count - limit} more (all listed in {REPORT_NAME})")
         return "\n".join(lines)
@@ -121,6 +131,7 @@ def check_image(path: str | os.PathLike) -> str | None:
             img.verify()
         with PILImage.open(path) as img:
             img.load()
+            return _unconvertible(img)
     except UnidentifiedImageError:
         return "not an image (unrecognised format)"
     except PILImage.DecompressionBombError:
@@ -129,6 +140,14 @@ def check_image(path: str | os.PathLike) -> str | None:
         return "truncated or corrupt image"
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def _unconvertible(img: PILImage.Image) -> str | None:
+    """Why a decoded image cannot become 8-bit pixels (``hf_tasks.images.to_8bit``), or ``None``."""
+    try:
+        to_8bit(img)
+    except ValueError:
+        return f"unsupported image mode ({img.mode})"
     return None
 
 
@@ -216,9 +235,32 @@ def stratified_split(
 
 
 def carve(files: list[LabeledFile], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[LabeledFile]]:
-    """``stratified_split`` applied to labelled files."""
+    """``stratified_split`` applied to labelled files; a split with a 0 fraction is not made."""
     parts = stratified_split([f.label for f in files], val_fraction, test_fraction, seed)
-    return {name: [files[i] for i in indices] for name, indices in parts.items()}
+    return requested_splits({name: [files[i] for i in indices] for name, indices in parts.items()},
+                            val_fraction, test_fraction)
+
+
+def requested_splits(parts: dict[str, Any], val_fraction: float, test_fraction: float) -> dict[str, Any]:
+    """``parts`` without the carved splits nobody asked for (fraction 0); every other one must hold examples."""
+    asked = {"validation": val_fraction > 0, "test": test_fraction > 0}
+    return {name: items for name, items in parts.items() if asked.get(name, True)}
+
+
+def require_splits(splits: Mapping[str, Sized], report: BadInputReport) -> None:
+    """Stop when a split the build set out to make ended empty: training would fail on it much later.
+
+    This happens when ``--skip-bad`` left out every input of a split, or a fraction is too small for the data.
+    """
+    for name, items in splits.items():
+        if items:
+            continue
+        if report.count:
+            raise DataError(f"The {name} split would be empty: --skip-bad left out {report.count} bad input(s) "
+                            f"(first: {report.first()}) and none of the {name} inputs is usable; fix or replace "
+                            f"those files so that the {name} split keeps at least one example.")
+        raise DataError(f"The {name} split would be empty: no usable example is left for it; add inputs for it "
+                        "(a carved split needs more images or a larger --val-fraction/--test-fraction).")
 
 
 # ------------------------------------------------------------------------------------- dataset assembly
@@ -254,9 +296,23 @@ def stored_name(rel: str) -> str:
     return rel.replace("\\", "/").strip("/").replace("/", PATH_SEPARATOR)
 
 
+def stored_bytes(data: bytes) -> bytes:
+    """The original encoded bytes, unless a reader would misread them (16-bit, float, transparency, CMYK: see
+    ``hf_tasks.images``): those become a lossless 8-bit PNG, EXIF rotation applied, so every decoder (PIL's
+    ``convert("RGB")``, OpenCV) sees the same pixels at the size the detection sources record."""
+    with PILImage.open(io.BytesIO(data)) as img:
+        if not needs_conversion(img):
+            return data
+        pixels = to_8bit(ImageOps.exif_transpose(img))
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def image_value(data: bytes, rel: str) -> dict[str, Any]:
-    """An ``Image()`` cell holding the original encoded bytes: no decode/re-encode, so no quality loss."""
-    return {"bytes": data, "path": stored_name(rel)}
+    """An ``Image()`` cell holding the original encoded bytes (no decode/re-encode, so no quality loss) or, for
+    the modes :func:`stored_bytes` converts, their 8-bit PNG."""
+    return {"bytes": stored_bytes(data), "path": stored_name(rel)}
 
 
 def classification_dataset(splits: dict[str, list[LabeledFile]], class_names: Sequence[str]) -> DatasetDict:

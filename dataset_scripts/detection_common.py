@@ -18,7 +18,15 @@ from PIL import Image as PILImage
 
 from hf_tasks.errors import DataError
 
-from .common import BadInputReport, check_fractions, check_images, image_value, rows_to_dataset, stratified_split
+from .common import (
+    BadInputReport,
+    check_fractions,
+    check_images,
+    image_value,
+    requested_splits,
+    rows_to_dataset,
+    stratified_split,
+)
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
@@ -28,6 +36,8 @@ BOX_FORMAT_TEXT = "COCO [x_min, y_min, width, height] in absolute pixels of the 
 EXIF_ORIENTATION = 0x0112
 SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # rotated by 90°: EXIF-aware decoders swap width and height
 MAX_LISTED_IGNORED = 20
+CORRECTIONS = {"duplicate_boxes_removed": "duplicate box(es) removed (the same box annotated twice)",
+               "boxes_clipped": "box(es) up to 1% of the image side past an edge clipped to the image"}
 
 
 @dataclass
@@ -106,7 +116,8 @@ def carve_missing(
     """Keep the source's own splits; carve a missing validation/test split from train with a seeded cut.
 
     ``given`` holds ``"all"`` for unsplit sources. Images (not objects) are split: one image's boxes never land
-    in two splits. ``stratified_split`` with a single label is a seeded shuffle-and-cut.
+    in two splits. ``stratified_split`` with a single label is a seeded shuffle-and-cut. A split with a 0 fraction
+    is not made; every returned split must hold examples (``require_splits``).
     """
     check_fractions(args.val_fraction, args.test_fraction)
     unsplit = "all" in given
@@ -114,7 +125,7 @@ def carve_missing(
     val = 0.0 if "validation" in given else args.val_fraction
     test = 0.0 if "test" in given else args.test_fraction
     parts = stratified_split([0] * len(pool), val, test, args.seed)
-    carved = {name: [pool[i] for i in idx] for name, idx in parts.items()}
+    carved = requested_splits({name: [pool[i] for i in idx] for name, idx in parts.items()}, val, test)
     cut = f"random (seeded) image-level cut of {origin if unsplit else 'train'}"
     splits, methods = {"train": carved["train"]}, {"train": origin}
     if unsplit:
@@ -124,7 +135,7 @@ def carve_missing(
     for name in ("validation", "test"):
         if name in given:
             splits[name], methods[name] = given[name], origin
-        elif carved[name]:
+        elif name in carved:
             splits[name], methods[name] = carved[name], cut
     return splits, methods
 
@@ -195,6 +206,11 @@ def detection_info(
                    for name, v in kept.items()},
         **extra,
     }
+
+
+def correction_notes(counts: dict[str, int]) -> list[str]:
+    """One line per kind of box the build corrected (printed by the CLI, kept in the build report)."""
+    return [f"{counts[key]} {text}" for key, text in CORRECTIONS.items() if counts.get(key)]
 
 
 def listed(names: Sequence[str], limit: int = MAX_LISTED_IGNORED) -> list[str]:

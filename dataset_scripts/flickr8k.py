@@ -2,7 +2,8 @@
 
 Accepted downloads (``--src`` is the folder holding them):
 
-* Kaggle: ``Images/*.jpg`` + ``captions.txt`` (CSV with header ``image,caption``; quoted captions may hold commas).
+* Kaggle: ``Images/*.jpg`` + ``captions.txt`` (CSV with header ``image,caption``; quoted captions may hold commas,
+  never line breaks: a quote left open is reported at its line).
 * Original: ``Flicker8k_Dataset/*.jpg`` + ``Flickr8k.token.txt`` (``img.jpg#0<TAB>caption``), the text files
   either beside the images or in ``Flickr8k_text/``.
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from .common import (
     add_input_arguments,
     add_output_arguments,
     add_split_arguments,
+    require_splits,
     resolve_src,
 )
 
@@ -50,6 +51,7 @@ SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "validation": "Flickr_8k.de
                "test": "Flickr_8k.testImages.txt"}
 TOKEN_NAME = re.compile(r"^(.*)#([0-9]+)$")
 CSV_HEADER = ["image", "caption"]
+STRAY_QUOTE = "stray quote: a quoted caption opens on this line and is not closed on it"
 
 
 @dataclass
@@ -134,25 +136,45 @@ def parse_token_file(path: Path, report: BadInputReport) -> list[Caption]:
     return captions
 
 
+def csv_records(path: Path, report: BadInputReport):
+    """``(line number, row)`` of each CSV record. A caption never spans lines, so a quoted field that runs over a
+    line break is a stray quote: it is reported at the line where it opens (not blamed on the images whose lines it
+    would swallow), and reading resumes on the next line. Unparsable lines are reported the same way."""
+    lines = read_text(path).split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    start = 0
+    while start < len(lines):
+        reader, consumed = csv.reader(lines[i] + "\n" for i in range(start, len(lines))), 0
+        try:
+            for row in reader:
+                number, span, consumed = start + consumed + 1, reader.line_num - consumed, reader.line_num
+                if span > 1 or any("\n" in cell for cell in row):  # the last line: open until the end
+                    report.add(path, STRAY_QUOTE, number)
+                    break
+                yield number, row
+            else:
+                return
+        except csv.Error as exc:
+            number = start + consumed + 1
+            report.add(path, f"unreadable CSV line ({exc})", number)
+        start = number
+
+
 def parse_csv_file(path: Path, report: BadInputReport) -> list[Caption]:
-    """``image,caption`` CSV read with the csv module (quoted captions may hold commas and newlines)."""
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    """``image,caption`` CSV read with the csv module (quoted captions may hold commas and quotes)."""
+    records = csv_records(path, report)
+    number, header = next(records, (0, None))
+    if number != 1 or [h.strip().lower() for h in header] != CSV_HEADER:
+        raise DataError(f"{path}:1: expected the CSV header 'image,caption', found {header!r}.")
     captions: list[Caption] = []
-    try:
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header] != CSV_HEADER:
-            raise DataError(f"{path}:1: expected the CSV header 'image,caption', found {header!r}.")
-        previous = reader.line_num
-        for row in reader:
-            start, previous = previous + 1, reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != 2:
-                report.add(path, "malformed row: expected 2 columns (image,caption)", start)
-                continue
-            add_caption(captions, report, row[0], row[1], path, start)
-    except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: unreadable CSV ({exc}).") from None
+    for number, row in records:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != 2:
+            report.add(path, "malformed row: expected 2 columns (image,caption)", number)
+            continue
+        add_caption(captions, report, row[0], row[1], path, number)
     return captions
 
 
@@ -207,8 +229,8 @@ def build(args: argparse.Namespace) -> BuildResult:
     layout = find_layout(src, args.captions)
     report = BadInputReport(root=src)
     groups = group_by_image(parse_captions(layout.captions, report))
-    images = validate_images(groups, layout.images, report, args.num_proc)
-    ignored = report_uncaptioned(layout.images, groups, report)
+    images = validate_images(groups, layout.images, report, args.num_proc, limit=src)
+    ignored = report_uncaptioned(layout.images, groups, report, limit=src)
     unassigned: list[str] = []
     if layout.split_files:
         splits, unassigned = official_splits(images, layout.split_files, set(groups), report)
@@ -217,6 +239,7 @@ def build(args: argparse.Namespace) -> BuildResult:
         raise DataError(f"No captioned images found in {layout.images} (captions from {layout.captions}).")
     if not layout.split_files:
         splits = seeded_image_split(images, args.val_fraction, args.test_fraction, args.seed)
+    require_splits(splits, report)
     info = captioning_info(
         SOURCE, src, splits, _split_method(layout, args), args, rejected=report.count,
         captions_file=str(layout.captions), images_folder=str(layout.images), ignored=ignored,

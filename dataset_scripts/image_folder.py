@@ -2,7 +2,8 @@
 
 Layouts: ``SRC/<class>/*.jpg`` (all splits carved with a seeded stratified split) or
 ``SRC/{train,validation|val|valid,test}/<class>/*`` (folder splits kept; missing validation/test carved
-from train). Class order is the sorted folder names, so it never depends on the filesystem.
+from train). Class order is the sorted folder names, so it never depends on the filesystem. Symbolic links are
+followed while they stay inside SRC and reported otherwise (``paths``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from .common import (
     classification_info,
     is_image_name,
     keep_valid,
+    require_splits,
     resolve_src,
 )
+from .paths import link_problem, walk_files
 
 SOURCE = "image_folder"
 #: folder name → split name; the first spelling found wins, two spellings for one split are an error.
@@ -41,11 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _visible_entries(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
-
-def _files_under(folder: Path) -> list[Path]:
-    """Every file in a class folder (recursively, sorted), hidden ones included: they are reported, not dropped."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def find_split_folders(src: Path) -> dict[str, Path]:
@@ -81,8 +79,11 @@ def scan_class_tree(root: Path, report: BadInputReport, ignored: list[str]) -> d
             else:
                 ignored.append(str(entry.relative_to(report.root)))
             continue
+        if (reason := link_problem(entry, report.root)) is not None:  # a class folder linked from outside SRC
+            report.add(entry, reason)
+            continue
         images = []
-        for path in _files_under(entry):
+        for path in walk_files(entry, report.root, report):  # hidden files too: reported, not dropped
             if is_image_name(path):
                 images.append(path)
             else:
@@ -141,8 +142,9 @@ def _assemble_splits(valid: dict[str, list[LabeledFile]], args) -> tuple[dict[st
     splits = {"train": carved["train"]}
     method = {"train": "folder, minus the carved splits" if (val or test) else "folder"}
     for name in ("validation", "test"):
-        splits[name] = valid[name] if name in valid else carved[name]
-        method[name] = "folder" if name in valid else "stratified (seeded) from train/"
+        if name in valid or name in carved:
+            splits[name] = valid[name] if name in valid else carved[name]
+            method[name] = "folder" if name in valid else "stratified (seeded) from train/"
     return splits, method
 
 
@@ -152,6 +154,7 @@ def build(args: argparse.Namespace) -> BuildResult:
     valid, class_names, report, extra = _collect(src, args)
     report.check(args.skip_bad)
     splits, method = _assemble_splits(valid, args)
+    require_splits(splits, report)
     dataset = classification_dataset(splits, class_names)
     info = classification_info(SOURCE, src, args, splits, class_names, method,
                                rejected=report.count, **extra)

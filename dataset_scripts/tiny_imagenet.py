@@ -8,13 +8,15 @@ appended to every name that several of the 200 classes share, so a class is name
 Splits: validation = the official val set (50 per class). The official test set has no labels, so it is left
 out; the labelled test split is ``--test-per-class`` images per class drawn from official train by seeded
 per-class sampling *before* ``--max-per-class`` caps the rest (TinyImageNet30: ``--classes 30 --max-per-class
-450`` → 30 × 450 train, 30 × 50 validation, 30 × 50 test). Bounding boxes are not included.
+450`` → 30 × 450 train, 30 × 50 validation, 30 × 50 test). A carve that would take more of a class than it leaves
+for training (a reduced download) is refused; the per-class counts are printed. Bounding boxes are not included.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -35,9 +37,11 @@ from .common import (
     image_value,
     is_image_name,
     keep_valid,
+    require_splits,
     resolve_src,
     rows_to_dataset,
 )
+from .paths import walk_files
 
 SOURCE = "tiny_imagenet"
 ROOT_NAME = "tiny-imagenet-200"
@@ -137,8 +141,10 @@ def _natural(path: Path) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name)]
 
 
-def scan_train(root: Path, chosen: list[str], known: set[str], report: BadInputReport) -> list[LabeledFile]:
-    """Candidate train images of the chosen classes; stray class folders and non-images are reported."""
+def scan_train(root: Path, chosen: list[str], known: set[str], report: BadInputReport,
+               src: Path) -> list[LabeledFile]:
+    """Candidate train images of the chosen classes; stray class folders, non-images and links leaving ``src`` are
+    reported."""
     train = root / "train"
     for folder in sorted(p for p in train.iterdir() if p.is_dir()) if train.is_dir() else []:
         if folder.name not in known:
@@ -148,7 +154,7 @@ def scan_train(root: Path, chosen: list[str], known: set[str], report: BadInputR
         folder = train / wnid / "images"
         if not folder.is_dir():
             raise DataError(f"{folder} is missing; wnids.txt lists {wnid}, so its train images are expected there.")
-        for path in sorted((p for p in folder.rglob("*") if p.is_file()), key=_natural):
+        for path in sorted(walk_files(folder, src, report), key=_natural):
             if is_image_name(path):
                 files.append(LabeledFile(path, path.relative_to(root).as_posix(), label))
             else:
@@ -166,17 +172,18 @@ def _val_line(line: str, known: set[str]) -> tuple[str, str, str | None]:
     return parts[0], parts[1], unsafe_reason(parts[0])
 
 
-def scan_val(root: Path, chosen: list[str], known: set[str], report: BadInputReport) -> list[LabeledFile]:
+def scan_val(root: Path, chosen: list[str], known: set[str], report: BadInputReport, src: Path) -> list[LabeledFile]:
     """Official val images of the chosen classes, each problem reported at its val_annotations.txt line."""
     annotations, images = root / "val" / "val_annotations.txt", root / "val" / "images"
     if not annotations.is_file() or not images.is_dir():
         raise DataError(f"{root}/val needs val_annotations.txt and images/ (the official validation split).")
-    label_of, files, seen = {w: i for i, w in enumerate(chosen)}, [], set()
+    label_of, files, seen, named = {w: i for i, w in enumerate(chosen)}, [], set(), set()
     for number, line in _lines(annotations):
         if not line.strip():
             continue
         name, wnid, problem = _val_line(line, known)
-        path = contained(images, name) if problem is None else None
+        named.add(os.path.normpath(images / name))
+        path = contained(images, name, src) if problem is None else None
         if problem is None and path is None:
             problem = UNSAFE_NAME
         elif problem is None and path.resolve() in seen:
@@ -189,7 +196,7 @@ def scan_val(root: Path, chosen: list[str], known: set[str], report: BadInputRep
         seen.add(path.resolve())
         if wnid in label_of:
             files.append(LabeledFile(path, path.relative_to(root).as_posix(), label_of[wnid]))
-    for path in sorted((p for p in images.rglob("*") if p.is_file()), key=_natural):
+    for path in sorted(walk_files(images, src, report, quiet=named), key=_natural):
         if path.resolve() not in seen:
             report.add(path, "image has no label in val_annotations.txt")
     return files
@@ -217,6 +224,40 @@ def carve_test(files: list[LabeledFile], chosen_index: list[int], per_class: int
         train.extend(members[i] for i in kept)
         unused += len(rest) - len(kept)
     return train, test, unused
+
+
+def check_carve(files: list[LabeledFile], per_class: int, chosen: list[str], names: list[str]) -> None:
+    """Refuse a test carve that takes more images of a class than it leaves for training (a reduced download)."""
+    sizes = Counter(item.label for item in files)
+    short = [label for label in range(len(chosen)) if per_class and sizes[label] < 2 * per_class]
+    if not short:
+        return
+    label = min(short, key=lambda k: (sizes[k], k))
+    n, most = sizes[label], min(sizes[k] for k in range(len(chosen))) // 2
+    taken = min(per_class, max(n - 1, 0))
+    others = f" (and {len(short) - 1} other class(es) below {2 * per_class})" if len(short) > 1 else ""
+    fix = f"lower --test-per-class to at most {most}" if most else "pass --test-per-class 0 (no test split)"
+    raise DataError(f"Class {chosen[label]} ({names[label]}) has only {n} train images{others}: --test-per-class "
+                    f"{per_class} would carve {taken} into test and leave {n - taken} for training; {fix}, so that "
+                    "every class keeps at least as many training images as it gives to test.")
+
+
+def carve_counts(train: list[LabeledFile], test: list[LabeledFile], chosen: list[str]) -> dict[str, dict[str, int]]:
+    """wnid → images carved into test and kept for training."""
+    tests, trains = Counter(item.label for item in test), Counter(item.label for item in train)
+    return {wnid: {"test": tests[i], "train": trains[i]} for i, wnid in enumerate(chosen)}
+
+
+def carve_note(counts: dict[str, dict[str, int]], limit: int = 5) -> str:
+    """``test carve per class: 50 test + 450 train × 200 classes``, one group per distinct pair of counts."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for wnid, count in counts.items():
+        groups.setdefault((count["test"], count["train"]), []).append(wnid)
+    parts = []
+    for (n_test, n_train), wnids in sorted(groups.items(), reverse=True):
+        which = "" if len(groups) == 1 else f" ({', '.join(wnids[:limit])}{', ...' if len(wnids) > limit else ''})"
+        parts.append(f"{n_test} test + {n_train} train × {len(wnids)} class(es){which}")
+    return "test carve per class: " + "; ".join(parts)
 
 
 def _rows(files: list[LabeledFile], wnids: list[str]):
@@ -262,20 +303,26 @@ def _info(root: Path, args, splits, names, chosen, words, selection: str, unused
 def build(args: argparse.Namespace) -> BuildResult:
     """Read the class list, pick classes, validate every image, stop on problems unless --skip-bad, split."""
     _check_args(args)
-    root = find_root(resolve_src(args))
+    src = resolve_src(args)
+    root = find_root(src)
     report = BadInputReport(root=root)
     wnids = read_wnids(root / "wnids.txt")
     words = read_words(root / "words.txt", report)
     all_names = class_names(wnids, words)
     indices, selection = select_classes(args.classes, wnids, args.seed)
     chosen, names = [wnids[i] for i in indices], [all_names[i] for i in indices]
-    train = keep_valid(scan_train(root, chosen, set(wnids), report), report, args.num_proc)
-    val = keep_valid(scan_val(root, chosen, set(wnids), report), report, args.num_proc)
+    train = keep_valid(scan_train(root, chosen, set(wnids), report, src), report, args.num_proc)
+    val = keep_valid(scan_val(root, chosen, set(wnids), report, src), report, args.num_proc)
     report.check(args.skip_bad)
+    check_carve(train, args.test_per_class, chosen, names)
     train, test, unused = carve_test(train, indices, args.test_per_class, args.max_per_class, args.seed)
     if not train:
         raise DataError(f"No valid train images found for the chosen classes under {root / 'train'}.")
-    splits = {"train": train, "validation": val, "test": test}
+    splits = {"train": train, "validation": val, **({"test": test} if args.test_per_class else {})}
+    require_splits(splits, report)
     info = _info(root, args, splits, names, chosen, words, selection, unused)
     info["rejected"] = report.count
+    if args.test_per_class:
+        info["test_carve"] = carve_counts(train, test, chosen)
+        info["notes"] = [carve_note(info["test_carve"])]
     return BuildResult(dataset=make_dataset(splits, names, chosen), report=report, info=info)

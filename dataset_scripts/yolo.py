@@ -13,24 +13,34 @@ An image without a label file is a background image with no objects (YOLO's conv
 Class names come from data.yaml ``names:``, else ``classes.txt``, else ``--names a,b,c``. data.yaml is read with
 ``yaml.safe_load`` only; ``download:`` is ignored, never run; its paths must stay inside ``--src``.
 Boxes are stored as COCO xywh in pixels. With ``--skip-bad`` an image whose label file has any bad line is left
-out whole: keeping its other boxes would teach a model that the unlabelled object is background.
+out whole: keeping its other boxes would teach a model that the unlabelled object is background. Boxes up to 1 %
+past an edge are clipped and duplicate lines dropped (``yolo_labels``), both counted in the build report.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import math
+import os
 from pathlib import Path
 from typing import Any
 
 from hf_tasks.errors import DataError
 
-from .common import BadInputReport, BuildResult, add_input_arguments, add_output_arguments, is_image_name, resolve_src
+from .common import (
+    BadInputReport,
+    BuildResult,
+    add_input_arguments,
+    add_output_arguments,
+    is_image_name,
+    require_splits,
+    resolve_src,
+)
 from .detection_common import (
     DetectionExample,
     add_detection_split_arguments,
     carve_missing,
+    correction_notes,
     dedupe_names,
     detection_dataset,
     detection_info,
@@ -40,14 +50,14 @@ from .detection_common import (
     load_data_yaml,
     usable_images,
 )
+from .paths import keep_inside, link_problem, walk_files
+from .yolo_labels import Box, parse_labels, read_label_text, to_pixels  # noqa: F401  (parse_labels: public here)
 
 SOURCE = "yolo"
 YAML_NAMES = ("data.yaml", "data.yml")
 SPLIT_KEYS = {"train": "train", "val": "validation", "test": "test"}
 SPLIT_DIRS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation", "test": "test"}
 USED_KEYS = frozenset({"path", "train", "val", "test", "names", "nc"})
-EDGE_TOLERANCE = 1e-6  # normalised coordinates written with 6 decimals may overshoot an edge by rounding
-Box = tuple[int, float, float, float, float]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,55 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated class names, when there is no data.yaml names: and no classes.txt")
     add_output_arguments(parser)
     add_detection_split_arguments(parser)
-
-
-# ------------------------------------------------------------------------------------------ label lines
-def parse_labels(text: str, num_classes: int) -> tuple[list[Box], list[tuple[int, str]]]:
-    """Boxes and ``(line, reason)`` problems of one label file; never raises. Fixed reasons count by kind."""
-    boxes: list[Box] = []
-    problems: list[tuple[int, str]] = []
-    for number, raw in enumerate(text.split("\n"), start=1):
-        fields = raw.split()
-        if not fields:
-            continue
-        parsed = parse_line(fields, num_classes)
-        if isinstance(parsed, str):
-            problems.append((number, parsed))
-        else:
-            boxes.append(parsed)
-    return boxes, problems
-
-
-def parse_line(fields: list[str], num_classes: int) -> Box | str:
-    """One ``class cx cy w h`` line as a box, or the reason it is unusable."""
-    if len(fields) != 5:
-        return "wrong number of columns (expected 5: class cx cy w h)"
-    try:
-        values = [float(f) for f in fields]
-    except ValueError:
-        return "not a number"
-    if not all(math.isfinite(v) for v in values):
-        return "not a finite number"
-    cls, cx, cy, w, h = values
-    if not cls.is_integer():
-        return "class id is not an integer"
-    if cls < 0 or cls >= num_classes:
-        return f"class id outside 0..{num_classes - 1} ({num_classes} class names)"
-    if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
-        return "coordinate outside [0, 1]"
-    if w == 0 or h == 0:
-        return "zero-area box"
-    if min(cx - w / 2, cy - h / 2) < -EDGE_TOLERANCE or max(cx + w / 2, cy + h / 2) > 1 + EDGE_TOLERANCE:
-        return "box extends outside the image"
-    return int(cls), cx, cy, w, h
-
-
-def to_pixels(box: Box, width: int, height: int) -> tuple[list[float], float]:
-    """Normalised centre box → COCO ``[x, y, w, h]`` in pixels (and its area); exact for representable input."""
-    _, cx, cy, w, h = box
-    x, y = max(0.0, (cx - w / 2) * width), max(0.0, (cy - h / 2) * height)
-    bw, bh = w * width, h * height
-    return [x, y, bw, bh], bw * bh
 
 
 # ------------------------------------------------------------------------------------------- data.yaml
@@ -221,17 +182,18 @@ def folder_splits(src: Path) -> dict[str, list[Path]]:
 
 
 def images_in(entry: Path, root: Path, src: Path, report: BadInputReport, ignored: list[str]) -> list[Path]:
-    """Image files of one split entry: a folder (recursive), a ``.txt`` list of images, or one image."""
+    """Image files of one split entry: a folder (recursive), a ``.txt`` list of images, or one image. Symbolic
+    links are followed while they stay inside ``src``; the others are reported (``paths``)."""
     if entry.is_dir():
-        files = sorted(p for p in entry.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(entry).parts))
+        files = [p for p in walk_files(entry, src, report)
+                 if not any(part.startswith(".") for part in p.relative_to(entry).parts)]
         ignored += [p.relative_to(src).as_posix() for p in files
                     if not is_image_name(p) and p.suffix.lower() not in (".txt", ".yaml", ".yml")]
         return [p for p in files if is_image_name(p)]
     if entry.suffix.lower() == ".txt":
-        return images_from_list(entry, root, src, report)
+        return keep_inside(images_from_list(entry, root, src, report), src, report)
     if is_image_name(entry):
-        return [entry]
+        return keep_inside([entry], src, report)
     raise DataError(f"{entry} is neither a folder, a .txt list of images nor an image.")
 
 
@@ -291,16 +253,18 @@ def _is_meta(rel: Path) -> bool:
 # --------------------------------------------------------------------------------------------- reading
 def collect_images(sources: dict[str, list[Path]], root: Path, src: Path, report: BadInputReport,
                    ignored: list[str]) -> dict[str, list[Path]]:
-    """Split → unique images; one image in two splits would leak evaluation data, so that is a DataError."""
+    """Split → unique images; one image in two splits (also through a symbolic link) would leak evaluation data,
+    so that is a DataError."""
     images: dict[str, list[Path]] = {}
-    owner: dict[Path, str] = {}
+    owner: dict[str, str] = {}  # real path → split
     for split, entries in sources.items():
         paths = list(dict.fromkeys(p for e in entries for p in images_in(e, root, src, report, ignored)))
-        clashes = sorted(p.relative_to(src).as_posix() for p in paths if p in owner)
+        real = {p: os.path.realpath(p) for p in paths}
+        clashes = sorted((p.relative_to(src).as_posix(), owner[real[p]]) for p in paths if real[p] in owner)
         if clashes:
-            raise DataError(f"{len(clashes)} image(s) are in both {owner[src / clashes[0]]} and {split}, "
-                            f"e.g. {', '.join(clashes[:5])}; each image may belong to one split only.")
-        owner.update(dict.fromkeys(paths, split))
+            raise DataError(f"{len(clashes)} image(s) are in both {clashes[0][1]} and {split}, "
+                            f"e.g. {', '.join(c for c, _ in clashes[:5])}; each image may belong to one split only.")
+        owner.update(dict.fromkeys(real.values(), split))
         images[split] = paths
     if not owner:
         raise DataError(f"No images found in {src} ({', '.join(str(e) for es in sources.values() for e in es)}).")
@@ -308,15 +272,21 @@ def collect_images(sources: dict[str, list[Path]], root: Path, src: Path, report
 
 
 def read_labels(images: list[Path], src: Path, num_classes: int,
-                report: BadInputReport) -> tuple[dict[Path, list[Box]], set[Path], int]:
-    """Boxes per image, images with a bad label file, and how many images have no label file (= no objects)."""
+                report: BadInputReport) -> tuple[dict[Path, list[Box]], set[Path], dict[str, int]]:
+    """Boxes per image, images with a bad label file, and counts: images without a label file (= no objects),
+    duplicate boxes removed and boxes clipped to the image (counted in label files without a bad line)."""
     labels: dict[Path, list[Box]] = {image: [] for image in images}
     bad: set[Path] = set()
-    unlabelled = 0
+    counts = dict.fromkeys(("images_without_label_file", "duplicate_boxes_removed", "boxes_clipped"), 0)
     for image in images:
         path = label_path(image, src)
-        if not path.is_file():
-            unlabelled += 1
+        if not path.is_file() and not path.is_symlink():
+            counts["images_without_label_file"] += 1
+            continue
+        reason = link_problem(path, src)
+        if reason is not None:
+            report.add(path, reason)
+            bad.add(image)
             continue
         try:
             text = path.read_bytes().decode("utf-8-sig")
@@ -324,12 +294,16 @@ def read_labels(images: list[Path], src: Path, num_classes: int,
             report.add(path, "label file is not readable UTF-8 text")
             bad.add(image)
             continue
-        labels[image], problems = parse_labels(text, num_classes)
-        for line, reason in problems:
+        parsed = read_label_text(text, num_classes)
+        labels[image] = parsed.boxes
+        for line, reason in parsed.problems:
             report.add(path, reason, line=line)
-        if problems:
+        if parsed.problems:
             bad.add(image)
-    return labels, bad, unlabelled
+        else:
+            counts["duplicate_boxes_removed"] += parsed.duplicates
+            counts["boxes_clipped"] += parsed.clipped
+    return labels, bad, counts
 
 
 def to_example(image: Path, image_id: int, boxes: list[Box], src: Path) -> DetectionExample:
@@ -380,7 +354,7 @@ def build(args: argparse.Namespace) -> BuildResult:
     ignored: list[str] = []
     images = collect_images(sources, root, src, report, ignored)
     everything = [p for paths in images.values() for p in paths]
-    labels, bad, unlabelled = read_labels(everything, src, len(names), report)
+    labels, bad, counts = read_labels(everything, src, len(names), report)
     skip = {e for es in sources.values() for e in es if e.is_file()}
     for orphan in orphan_labels([e for es in sources.values() for e in es], everything, src, skip):
         report.add(orphan, "label file without an image")
@@ -390,10 +364,11 @@ def build(args: argparse.Namespace) -> BuildResult:
     if not any(examples.values()):
         raise DataError(f"No usable images left in {src} after skipping bad inputs.")
     splits, methods = carve_missing(examples, args, layout)
+    require_splits(splits, report)
     dataset = detection_dataset(splits, names, SOURCE)
     kept = sum(len(v) for v in examples.values())
     info = detection_info(
         SOURCE, src, args, splits, names, methods, layout=layout, names_from=names_from,
         class_order=f"as listed in {names_from}", rejected=report.count, images_dropped=len(everything) - kept,
-        images_without_label_file=unlabelled, data_yaml=yaml_notes(data, where), ignored=listed(ignored))
+        data_yaml=yaml_notes(data, where), ignored=listed(ignored), notes=correction_notes(counts), **counts)
     return BuildResult(dataset=dataset, report=report, info=info)

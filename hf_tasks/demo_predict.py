@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-out", help="write the image (with predicted boxes for detection) here")
     args = parser.parse_args(argv)
     from hf_tasks.data import load_prepared
+    from hf_tasks.images import to_rgb
 
     split = load_prepared(args.dataset)[args.split]
     row = split[args.index]
-    image = row[args.image_column].convert("RGB")
+    image = to_rgb(row[args.image_column])
     prediction = PREDICTORS[args.task](args.model, image)
     if args.image_out:
         draw(args.task, image, prediction).save(args.image_out)

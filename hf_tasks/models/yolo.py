@@ -22,6 +22,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 
 from hf_tasks.errors import ConfigError
+from hf_tasks.images import to_rgb
 
 PT_FILE = "model.pt"
 MANIFEST_FILE = "export_manifest.json"
@@ -258,7 +259,7 @@ class YoloDetector(torch.nn.Module, PyTorchModelHubMixin, library_name="hf-tasks
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        arrays = [np.ascontiguousarray(np.asarray(im.convert("RGB") if hasattr(im, "convert") else im)[..., ::-1])
+        arrays = [np.ascontiguousarray(np.asarray(to_rgb(im) if hasattr(im, "convert") else im)[..., ::-1])
                   for im in images]  # BGR, as ultralytics reads images
         letterbox = LetterBox((self.imgsz, self.imgsz), auto=False, stride=int(self.model.stride.max()))
         batch = np.stack([letterbox(image=a) for a in arrays])[..., ::-1].transpose(0, 3, 1, 2)
