@@ -33,7 +33,8 @@ import torch
 
 from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
-from hf_tasks.errors import ConfigError, DataError
+from hf_tasks.errors import ConfigError
+from hf_tasks.images import to_rgb
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, register_task
 from hf_tasks.trust import LoadPolicy, load_errors
 
@@ -150,17 +151,23 @@ def load_data(cfg: TrainConfig) -> TaskData:
 
 
 def caption_column(splits: dict, image_column: str, label_column: str) -> str:
-    """``data.label_column`` when present, else ``captions``; fail naming the key otherwise."""
+    """``data.label_column`` when it holds text, else ``captions``; fail naming the split, the column and what it
+    holds otherwise (see ``tasks.columns``)."""
+    from hf_tasks.tasks.columns import check_image_column, feature_type, is_text, mismatch
+
+    check_image_column(splits, "captioning", image_column)
+    first = next(iter(splits.values())).features
+    column = label_column if is_text(first.get(label_column)) else CAPTIONS_COLUMN
     for split, ds in splits.items():
-        if image_column not in ds.column_names:
-            raise DataError(f"'data.image_column': split {split!r} has no column {image_column!r}; "
-                            f"columns: {ds.column_names}")
-    first = next(iter(splits.values()))
-    column = label_column if label_column in first.column_names else CAPTIONS_COLUMN
-    for split, ds in splits.items():
-        if column not in ds.column_names:
-            raise DataError(f"'data.label_column': split {split!r} has neither {label_column!r} nor "
-                            f"{CAPTIONS_COLUMN!r} (reference captions); columns: {ds.column_names}")
+        feature, label = ds.features.get(column), ds.features.get(label_column)
+        if feature is None:
+            also = (f", and {label_column!r} ('data.label_column') holds {feature_type(label)}, not text"
+                    if label is not None and label_column != CAPTIONS_COLUMN else "")
+            raise mismatch("captioning", split, f"has no {CAPTIONS_COLUMN!r} column of reference captions{also}",
+                           ds.features)
+        if not is_text(feature):
+            raise mismatch("captioning", split, f"column {column!r} holds {feature_type(feature)}, not caption text "
+                           "(a string or a list of strings per image)", ds.features)
     return column
 
 
@@ -212,7 +219,7 @@ class CaptionImages(torch.utils.data.Dataset):
 
 
 def pixels(processor, image) -> torch.Tensor:
-    return processor.image_processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+    return processor.image_processor(images=to_rgb(image), return_tensors="pt")["pixel_values"][0]
 
 
 def make_dataset(split, bundle: ModelBundle, cfg: TrainConfig, data: TaskData, train: bool):
@@ -329,7 +336,7 @@ def save_gallery(bundle: ModelBundle, split, info: dict[str, Any], path: Path, c
     from hf_tasks.text import decode_captions
 
     rows = split.select(range(min(count, len(split))))
-    images = [row[info["image_column"]].convert("RGB") for row in rows]
+    images = [to_rgb(row[info["image_column"]]) for row in rows]
     model, was_training = bundle.model, bundle.model.training
     model.eval()
     with torch.no_grad():

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
 from hf_tasks.errors import ConfigError, DataError
+from hf_tasks.images import to_rgb
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, register_task
 from hf_tasks.trust import LoadPolicy, load_pretrained
 
@@ -86,18 +87,21 @@ def load_data(cfg: TrainConfig) -> TaskData:
 
 
 def check_columns(splits: dict, image_column: str, label_column: str) -> list[str]:
-    """Return the class names, or fail naming the config key of a missing/unsuitable column."""
+    """Return the class names, or fail naming the split, the column and what it holds (see ``tasks.columns``)."""
     from datasets import ClassLabel
 
+    from hf_tasks.tasks.columns import check_image_column, feature_type, mismatch
+
+    check_image_column(splits, "classification", image_column)
     names = None
     for split, ds in splits.items():
-        for key, column in (("data.image_column", image_column), ("data.label_column", label_column)):
-            if column not in ds.column_names:
-                raise DataError(f"{key!r}: split {split!r} has no column {column!r}; columns: {ds.column_names}")
-        feature = ds.features[label_column]
+        feature = ds.features.get(label_column)
+        if feature is None:
+            raise mismatch("classification", split, f"has no {label_column!r} column ('data.label_column')",
+                           ds.features)
         if not isinstance(feature, ClassLabel):
-            raise DataError(f"'data.label_column' {label_column!r} must be a ClassLabel (class names in a fixed "
-                            f"order); it is {feature}. Build the dataset with `hf-tasks build-dataset`")
+            raise mismatch("classification", split, f"column {label_column!r} ('data.label_column') holds "
+                           f"{feature_type(feature)}, not ClassLabel ids (class names in a fixed order)", ds.features)
         if names is not None and feature.names != names:
             raise DataError(f"split {split!r} has classes {feature.names}, other splits have {names}")
         names = feature.names
@@ -132,7 +136,7 @@ class ClassificationDataset(torch.utils.data.Dataset):
 
 
 def preprocess(processor, image) -> torch.Tensor:
-    return processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+    return processor(images=to_rgb(image), return_tensors="pt")["pixel_values"][0]
 
 
 def make_dataset(split, bundle: ModelBundle, cfg: TrainConfig, data: TaskData, train: bool):

@@ -34,6 +34,7 @@ import torch
 from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
 from hf_tasks.errors import ConfigError, DataError
+from hf_tasks.images import to_rgb
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks, register_task
 
 DEFAULT_IMAGE_SIZE = 640
@@ -117,17 +118,22 @@ def objects_column(cfg: TrainConfig) -> str:
 
 
 def load_data(cfg: TrainConfig) -> TaskData:
-    """Open the prepared dataset; every split must have the image column and the same class list."""
+    """Open the prepared dataset; every split must have images, an objects column and the same class list."""
+    from hf_tasks.tasks.columns import check_image_column, mismatch, objects_problem
     from hf_tasks.yolo_data import category_names
 
-    data = cfg.data
+    data, column = cfg.data, objects_column(cfg)
     dataset_dict, splits = open_run_splits(data)
+    check_image_column(splits, "detection", data.image_column)
     names = None
     for split, ds in splits.items():
-        if data.image_column not in ds.column_names:
-            raise DataError(f"'data.image_column': split {split!r} has no column {data.image_column!r}; "
-                            f"columns: {ds.column_names}")
-        split_names = category_names(ds.features, objects_column(cfg))
+        if column not in ds.features:
+            raise mismatch("detection", split, f"has no {column!r} column of boxes and classes ('data.label_column')",
+                           ds.features)
+        problem = objects_problem(ds.features[column])
+        if problem:
+            raise mismatch("detection", split, f"column {column!r} {problem}", ds.features)
+        split_names = category_names(ds.features, column)
         if names is not None and split_names != names:
             raise DataError(f"split {split!r} has classes {split_names}, other splits have {names}")
         names = split_names
@@ -240,7 +246,7 @@ def save_model(bundle: ModelBundle, path: Path, data: TaskData) -> None:
 def save_prediction_grid(detector, split, path: Path, count: int = 8) -> None:
     from hf_tasks.detection_plots import plot_prediction_grid
 
-    images = [split[i]["image"].convert("RGB") for i in range(min(count, len(split)))]
+    images = [to_rgb(split[i]["image"]) for i in range(min(count, len(split)))]
     predictions = detector.predict_images(images, conf=0.25)
     plot_prediction_grid(images, predictions, detector.names, path)
 

@@ -21,7 +21,8 @@ and the confusion matrix itself (rows = true class, columns = predicted class).
 _KWARGS_DESCRIPTION = """
 Args:
     predictions (`list` of `int`): predicted class ids.
-    references (`list` of `int`): true class ids.
+    references (`list` of `int`): true class ids. An id that is not an integer (0.5, NaN, "1", None) raises a
+        ValueError naming the argument and the sample index (integral floats such as 1.0 are accepted).
     num_labels (`int`, *optional*): number of classes. When given, every id must lie in [0, num_labels) and the
         per-class outputs have exactly num_labels entries. When omitted it is max(id) + 1.
     label_names (`list` of `str`, *optional*): class names; adds `per_class_accuracy_by_name`. Its length fixes
@@ -68,6 +69,22 @@ class Accuracy(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Check every id is an integer before evaluate's int64 storage would truncate 0.5 to 0 or fail on NaN;
+        errors name the sample by its index among all samples added since the last ``compute``."""
+        start = getattr(self, "_added", 0) if self.writer is not None else 0  # compute() closes the writer
+        for name, values in (("predictions", predictions), ("references", references)):
+            if values is not None:
+                class_ids(values, name, start)
+        out = super().add_batch(predictions=predictions, references=references, **kwargs)
+        self._added = start + len(predictions if predictions is not None else references or [])
+        return out
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Single-sample counterpart of ``add_batch``, with the same checks."""
+        return self.add_batch(predictions=None if prediction is None else [prediction],
+                              references=None if reference is None else [reference], **kwargs)
+
     def _compute(self, predictions, references, num_labels=None, label_names=None):
         preds = np.asarray(predictions, dtype=np.int64).reshape(-1)
         refs = np.asarray(references, dtype=np.int64).reshape(-1)
@@ -85,6 +102,22 @@ class Accuracy(evaluate.Metric):
         if label_names is not None:
             result["per_class_accuracy_by_name"] = dict(zip(label_names, result["per_class_accuracy"]))
         return result
+
+
+def class_ids(values, name, start=0):
+    """``values`` as int64 class ids; a ValueError names the first one that is not an integer (``name[i]``).
+
+    Integers of any kind (Python, numpy, torch tensors, bools) and integral floats (1.0) are class ids; a
+    fractional, NaN or infinite float, a string, None or a nested list is not.
+    """
+    array = np.asarray(values if hasattr(values, "dtype") else np.array(values, dtype=object))
+    if array.dtype.kind in "iub":  # integer arrays and tensors: checked at once
+        return array.astype(np.int64).reshape(-1)
+    for i, value in enumerate(array.reshape(-1).tolist()):
+        value = value.item() if isinstance(value, np.generic) else value
+        if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(f"{name}[{start + i}] is {value!r} ({type(value).__name__}): not an integer class id")
+    return array.astype(np.int64).reshape(-1)
 
 
 def _resolve_num_labels(preds, refs, num_labels, label_names):

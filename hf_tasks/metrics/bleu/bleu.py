@@ -26,7 +26,8 @@ cumulative BLEU-1..4 usually reported for image captioning.
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list` of `str`): one hypothesis per image; empty strings are allowed.
+    predictions (`list` of `str`): one hypothesis per image; empty strings are allowed. A prediction that is not
+        a string, or a reference neither a string nor None, raises a ValueError naming the argument and sample.
     references (`list` of `list` of `str`): the references of each image, any non-zero number per image (a plain
         `str` counts as one reference). `None` entries are dropped, as sacrebleu drops them; `""` is a reference.
     tokenize (`str`, default "13a"): sacrebleu tokenizer ("13a", "intl", "char", "none", ...).
@@ -78,15 +79,21 @@ class Bleu(evaluate.Metric):
         )
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """A bare string reference becomes a one-element list: stored as-is, evaluate would split it into chars."""
+        """Check every caption is a string (errors name the sample by its index among all samples added since the
+        last ``compute``); a bare string reference becomes a one-element list (evaluate would split it into chars)."""
+        start = getattr(self, "_added", 0) if self.writer is not None else 0  # compute() closes the writer
+        if predictions is not None:
+            predictions = [_check_prediction(p, start + i) for i, p in enumerate(predictions)]
         if references is not None:
-            references = [[refs] if isinstance(refs, str) else refs for refs in references]
-        return super().add_batch(predictions=predictions, references=references, **kwargs)
+            references = [_check_references(r, start + i) for i, r in enumerate(references)]
+        out = super().add_batch(predictions=predictions, references=references, **kwargs)
+        self._added = start + len(predictions if predictions is not None else references or [])
+        return out
 
     def add(self, *, prediction=None, reference=None, **kwargs):
-        """Single-sample counterpart of ``add_batch``, with the same string handling."""
-        reference = [reference] if isinstance(reference, str) else reference
-        return super().add(prediction=prediction, reference=reference, **kwargs)
+        """Single-sample counterpart of ``add_batch``, with the same checks and string handling."""
+        return self.add_batch(predictions=None if prediction is None else [prediction],
+                              references=None if reference is None else [reference], **kwargs)
 
     def _compute(self, predictions, references, tokenize="13a", lowercase=False, smooth_method="exp",
                  smooth_value=None):
@@ -116,6 +123,32 @@ class Bleu(evaluate.Metric):
             "num_samples": len(hypotheses),
         })
         return result
+
+
+def _describe(value: Any) -> str:
+    return "None" if value is None else f"{value!r} ({type(value).__name__})"
+
+
+def _check_prediction(prediction: Any, index: int) -> str:
+    if not isinstance(prediction, str):
+        raise ValueError(f"predictions[{index}] is {_describe(prediction)}: a prediction must be a string ('' for "
+                         "an empty caption)")
+    return prediction
+
+
+def _check_references(refs: Any, index: int) -> list | None:
+    """One image's references as a list of strings and Nones (a bare string is one reference; None: none)."""
+    if refs is None or isinstance(refs, str):
+        return refs if refs is None else [refs]
+    refs = refs.tolist() if hasattr(refs, "tolist") else refs  # numpy arrays of strings
+    if not isinstance(refs, (list, tuple)):
+        raise ValueError(f"references[{index}] is {_describe(refs)}: references must be a list of strings (or one "
+                         "string) per image")
+    for j, ref in enumerate(refs):
+        if ref is not None and not isinstance(ref, str):
+            raise ValueError(f"references[{index}][{j}] is {_describe(ref)}: a reference must be a string (None "
+                             "entries are dropped)")
+    return list(refs)
 
 
 def _clean_references(refs: Any, index: int) -> list[str]:

@@ -31,7 +31,8 @@ Args:
         "iscrowd": [...] (optional, default 0), "area": [...] (optional, default w * h)}. `area` only decides the
         small/medium/large bucket, as in COCO (where it is the segmentation area).
         Optional keys are filled in by `add_batch`/`add` before storage, so evaluate's fixed schema always holds.
-        Images with no boxes are allowed on either side: pass empty lists.
+        Images with no boxes are allowed on either side: pass empty lists. A box, score or area that is NaN or
+        infinite, or a label that is not an integer, raises a ValueError naming the argument, image and entry.
     num_labels (`int`, *optional*): number of classes; default max label id + 1 (or len(label_names)).
     label_names (`list` of `str`, *optional*): class names; adds `per_class_ap_by_name`.
     backend (`str`, *optional*): "faster_coco_eval" or "pycocotools"; default the first one importable.
@@ -72,6 +73,8 @@ STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
               "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
 IOU_THRESHOLD = 0.5  # the IoU of the precision/recall operating point
 AREA_ALL = (0.0, 1e5**2)  # COCOeval's "all" area range
+_DTYPES = {"boxes": np.float64, "scores": np.float64, "area": np.float64, "labels": np.int64, "iscrowd": np.int64}
+BOX_RULE = "boxes must be [x, y, w, h] with finite numbers (no NaN or inf)"
 _BOXES = datasets.Sequence(datasets.Sequence(datasets.Value("float64"), length=4))
 
 
@@ -94,20 +97,20 @@ class CocoMap(evaluate.Metric):
         )
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """Normalise each image (arrays → lists, optional keys filled) so evaluate's fixed schema accepts it."""
+        """Check and normalise each image for evaluate's fixed schema; errors name it by its index since ``compute``."""
+        start = getattr(self, "_added", 0) if self.writer is not None else 0  # compute() closes the writer
         if predictions is not None:
-            predictions = [_normalise_prediction(p, i) for i, p in enumerate(predictions)]
+            predictions = [_normalise_prediction(p, start + i) for i, p in enumerate(predictions)]
         if references is not None:
-            references = [_normalise_reference(r, i) for i, r in enumerate(references)]
-        return super().add_batch(predictions=predictions, references=references, **kwargs)
+            references = [_normalise_reference(r, start + i) for i, r in enumerate(references)]
+        out = super().add_batch(predictions=predictions, references=references, **kwargs)
+        self._added = start + len(predictions if predictions is not None else references or [])
+        return out
 
     def add(self, *, prediction=None, reference=None, **kwargs):
-        """Single-image counterpart of ``add_batch``, with the same normalisation."""
-        if prediction is not None:
-            prediction = _normalise_prediction(prediction, 0)
-        if reference is not None:
-            reference = _normalise_reference(reference, 0)
-        return super().add(prediction=prediction, reference=reference, **kwargs)
+        """Single-image counterpart of ``add_batch``, with the same checks and normalisation."""
+        return self.add_batch(predictions=None if prediction is None else [prediction],
+                              references=None if reference is None else [reference], **kwargs)
 
     def _compute(self, predictions, references, num_labels=None, label_names=None, backend=None):
         if len(predictions) != len(references):
@@ -130,34 +133,61 @@ class CocoMap(evaluate.Metric):
 
 
 def _normalise_prediction(pred: dict, index: int) -> dict:
-    """One image's prediction as plain lists, with matching lengths checked."""
-    boxes = np.asarray(pred["boxes"], dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(pred["scores"], dtype=np.float64).reshape(-1)
-    labels = np.asarray(pred["labels"], dtype=np.int64).reshape(-1)
+    """One image's prediction as plain lists, checked: finite boxes and scores, integer labels, matching lengths."""
+    name = f"predictions[{index}]"
+    boxes = _finite(pred["boxes"], f"{name}['boxes']", BOX_RULE, width=4)
+    scores = _finite(pred["scores"], f"{name}['scores']", "scores must be finite")
+    labels = _integers(pred["labels"], f"{name}['labels']")
     if not len(boxes) == len(scores) == len(labels):
-        raise ValueError(f"prediction {index}: {len(boxes)} boxes, {len(scores)} scores, {len(labels)} labels")
+        raise ValueError(f"{name}: {len(boxes)} boxes, {len(scores)} scores, {len(labels)} labels")
     return {"boxes": boxes.tolist(), "scores": scores.tolist(), "labels": labels.tolist()}
 
 
 def _normalise_reference(ref: dict, index: int) -> dict:
-    """One image's ground truth as plain lists; ``iscrowd`` defaults to 0 and ``area`` to the box area."""
-    boxes = np.asarray(ref["boxes"], dtype=np.float64).reshape(-1, 4)
-    labels = np.asarray(ref["labels"], dtype=np.int64).reshape(-1)
-    iscrowd = ref.get("iscrowd")
-    iscrowd = np.zeros(len(boxes), np.int64) if iscrowd is None else np.asarray(iscrowd, np.int64).reshape(-1)
-    area = ref.get("area")
-    area = boxes[:, 2] * boxes[:, 3] if area is None else np.asarray(area, np.float64).reshape(-1)
+    """One image's ground truth as plain lists, checked; ``iscrowd`` defaults to 0 and ``area`` to the box area."""
+    name = f"references[{index}]"
+    boxes = _finite(ref["boxes"], f"{name}['boxes']", BOX_RULE, width=4)
+    labels = _integers(ref["labels"], f"{name}['labels']")
+    iscrowd, area = ref.get("iscrowd"), ref.get("area")
+    iscrowd = np.zeros(len(boxes), np.int64) if iscrowd is None else _integers(iscrowd, f"{name}['iscrowd']", "0 or 1")
+    area = boxes[:, 2] * boxes[:, 3] if area is None else _finite(area, f"{name}['area']", "areas must be finite")
     if not len(boxes) == len(labels) == len(iscrowd) == len(area):
-        raise ValueError(f"reference {index}: {len(boxes)} boxes, {len(labels)} labels, "
-                         f"{len(iscrowd)} iscrowd, {len(area)} area")
+        raise ValueError(f"{name}: {len(boxes)} boxes, {len(labels)} labels, {len(iscrowd)} iscrowd, {len(area)} area")
     return {"boxes": boxes.tolist(), "labels": labels.tolist(), "iscrowd": iscrowd.tolist(), "area": area.tolist()}
+
+
+def _finite(values: Any, name: str, rule: str, width: int = 1) -> np.ndarray:
+    """``values`` as float64 rows of ``width`` numbers (flat when 1); a ValueError names the first bad row."""
+    try:
+        array = np.asarray(values if values is not None else [], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must hold numbers: {err}") from None
+    if array.size % width:
+        raise ValueError(f"{name} holds {array.size} numbers, not a multiple of {width}: {rule}")
+    array = array.reshape(-1, width) if width > 1 else array.reshape(-1)
+    bad = ~np.isfinite(array.reshape(-1, width)).all(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{name}[{row}] is {array[row].tolist()}: not finite; {rule}")
+    return array
+
+
+def _integers(values: Any, name: str, what: str = "an integer class id") -> np.ndarray:
+    """Class ids (or iscrowd flags) as int64; a ValueError names the first entry that is not an integer."""
+    array = np.asarray(values if hasattr(values, "dtype") else np.array(values or [], dtype=object))
+    if array.dtype.kind in "iub":  # integer arrays and tensors: checked at once
+        return array.astype(np.int64).reshape(-1)
+    for i, value in enumerate(array.reshape(-1).tolist()):
+        value = value.item() if isinstance(value, np.generic) else value
+        if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(f"{name}[{i}] is {value!r} ({type(value).__name__}): not {what}")
+    return array.astype(np.int64).reshape(-1)
 
 
 def _as_arrays(item: dict) -> dict[str, np.ndarray]:
     """Stored lists back to arrays (boxes always (N, 4), even when empty)."""
-    out = {key: np.asarray(value if value is not None else []) for key, value in item.items()}
-    out["boxes"] = out["boxes"].astype(np.float64).reshape(-1, 4)
-    out["labels"] = out["labels"].astype(np.int64)
+    out = {key: np.asarray(value if value is not None else [], _DTYPES[key]) for key, value in item.items()}
+    out["boxes"] = out["boxes"].reshape(-1, 4)
     return out
 
 
@@ -209,8 +239,7 @@ def coco_ground_truth(refs: list[dict], names: list[str]) -> dict:
     """
     annotations = []
     for image_id, ref in enumerate(refs):
-        for box, label, crowd, area in zip(ref["boxes"].tolist(), ref["labels"].tolist(),
-                                           np.asarray(ref["iscrowd"]).tolist(), np.asarray(ref["area"]).tolist()):
+        for box, label, crowd, area in zip(*(ref[key].tolist() for key in ("boxes", "labels", "iscrowd", "area"))):
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label,
                                 "bbox": box, "area": area, "iscrowd": crowd})
     return {"images": [{"id": i} for i in range(len(refs))], "annotations": annotations,
@@ -221,8 +250,7 @@ def coco_detections(preds: list[dict]) -> list[dict]:
     """Detections in COCO results format (the list ``COCO.loadRes`` takes)."""
     return [{"image_id": image_id, "category_id": label, "bbox": box, "score": score}
             for image_id, pred in enumerate(preds)
-            for box, score, label in zip(pred["boxes"].tolist(), np.asarray(pred["scores"]).tolist(),
-                                         pred["labels"].tolist())]
+            for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist())]
 
 
 def run_cocoeval(lib: dict[str, Any], gt_dataset: dict, detections: list[dict]) -> Any:
@@ -308,14 +336,12 @@ def class_detections(preds: list[dict], refs: list[dict], num_labels: int, iou_f
     per_class: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(num_labels)]
     num_gt = np.zeros(num_labels, np.int64)
     for pred, ref in zip(preds, refs):
-        crowd = np.asarray(ref["iscrowd"], np.int64).reshape(-1)
-        area = np.asarray(ref["area"], np.float64).reshape(-1)
+        crowd, area = ref["iscrowd"], ref["area"]
         valid = (crowd == 0) & (area >= AREA_ALL[0]) & (area <= AREA_ALL[1])
         num_gt += np.bincount(ref["labels"][valid], minlength=num_labels)
-        scores_all = np.asarray(pred["scores"], np.float64).reshape(-1)
         for k in np.unique(pred["labels"]):
             d, g = pred["labels"] == k, ref["labels"] == k
-            scores, tp, ign = match_image_class(pred["boxes"][d], scores_all[d], ref["boxes"][g], crowd[g],
+            scores, tp, ign = match_image_class(pred["boxes"][d], pred["scores"][d], ref["boxes"][g], crowd[g],
                                                 area[g], iou_fn)
             per_class[k].append((scores[~ign], tp[~ign]))
     merged = [_concat(items) for items in per_class]
