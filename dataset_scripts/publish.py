@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -45,6 +47,42 @@ def _guard_out(out: Path) -> None:
         )
 
 
+BUILDER_FILE = ".builder.json"  # inside a temporary build folder: which process is writing it
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(out: Path) -> list[str]:
+    """Remove what killed builds of ``out`` left beside it: temporary folders whose builder process is gone, and an
+    earlier build moved aside for a swap that never finished (put back when ``out`` itself is missing)."""
+    cleaned = []
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            builder = json.loads((tmp / BUILDER_FILE).read_text())
+            alive = builder.get("host") == socket.gethostname() and _process_alive(int(builder["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            alive = False
+        if not alive:
+            shutil.rmtree(tmp, ignore_errors=True)
+            cleaned.append(tmp.name)
+    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if not out.exists() and (old / REPORT_NAME).is_file():
+            os.replace(old, out)
+            cleaned.append(f"{old.name} (restored as {out.name})")
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            cleaned.append(old.name)
+    return cleaned
+
+
 def _swap_in(tmp: Path, out: Path) -> None:
     """Replace ``out`` by ``tmp`` with renames, restoring the old build if the second rename fails."""
     if out.exists():
@@ -76,10 +114,13 @@ def publish(
     if format not in ("arrow", "parquet"):
         raise DataError(f"Unknown --format {format!r}; use 'arrow' or 'parquet'.")
     out = Path(out).expanduser().resolve()
-    _guard_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for name in _clean_stale(out):
+        print(f"removed {name}, left by a build of {out.name} that was killed", file=sys.stderr)
+    _guard_out(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        (tmp / BUILDER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         if format == "arrow":
             result.dataset.save_to_disk(str(tmp))
         else:
@@ -89,6 +130,7 @@ def publish(
                                        encoding="utf-8")
         card = _card_text(result, report, push_to_hub)
         (tmp / "README.md").write_text(card, encoding="utf-8")
+        (tmp / BUILDER_FILE).unlink()
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -37,6 +37,9 @@ def write_card(output_dir: str | Path, model_id: str | None = None) -> Path:
 
 
 def read_run(output_dir: Path) -> tuple[TrainConfig, dict, list, dict | None]:
+    from hf_tasks.run_folder import check_finished
+
+    check_finished(output_dir, "describe")
     missing = [name for name in ("train_config.yaml", "results.json") if not (output_dir / name).is_file()]
     if missing:
         raise HfTasksError(f"{output_dir} is not a finished run folder: {', '.join(missing)} missing")
@@ -80,8 +83,18 @@ def render_card(cfg: TrainConfig, results: dict, history: list, comparison: dict
                                    curve=f"![training curves]({CURVES_FILE})" if has_curves else "",
                                    hyperparameters=hyperparameters(cfg), versions=framework_versions(),
                                    dataset_card=dataset_card_reference(cfg.data.dataset),
-                                   **context)
+                                   **{**context, **training_facts(results)})
     return str(card)
+
+
+def training_facts(results: dict) -> dict[str, Any]:
+    """How the run trained, for every task's card: steps that updated the weights are told apart from steps that
+    ``skip_nonfinite`` dropped (``train_steps`` counts both)."""
+    skipped = int(results.get("train_skipped_steps") or 0)
+    steps = results.get("train_steps")
+    return {"num_processes": results.get("num_processes"), "train_epochs": results.get("train_epochs"),
+            "train_steps": steps - skipped if isinstance(steps, int) else steps, "skipped_steps": skipped,
+            "train_runtime": results.get("train_runtime_s")}
 
 
 def model_family(cfg: TrainConfig) -> str:
@@ -130,9 +143,7 @@ def classification_context(cfg: TrainConfig, results: dict, comparison: dict | N
         "headline": headline, "per_class": per_class, "label_names": labels, "num_labels": len(labels),
         "confusion_matrix": "\n".join(" ".join(f"{v:>5}" for v in row) for row in matrix),
         "comparison": _comparison_section(comparison), "dataset": cfg.data.dataset,
-        "split_sizes": results.get("dataset_split_sizes", {}), "num_processes": results.get("num_processes"),
-        "train_steps": results.get("train_steps"), "train_epochs": results.get("train_epochs"),
-        "train_runtime": results.get("train_runtime_s"),
+        "split_sizes": results.get("dataset_split_sizes", {}),
     }
 
 

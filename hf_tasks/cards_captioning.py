@@ -36,8 +36,6 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None) -> dict[st
         "decoding": decoding, "max_new_tokens": generation["max_new_tokens"] or "the tokenizer's max_length",
         "gallery": GALLERY_FILE if output_dir is not None and (Path(output_dir) / GALLERY_FILE).is_file() else None,
         "dataset": cfg.data.dataset, "split_sizes": results.get("dataset_split_sizes", {}),
-        "num_processes": results.get("num_processes"), "train_steps": results.get("train_steps"),
-        "train_epochs": results.get("train_epochs"), "train_runtime": results.get("train_runtime_s"),
         "train_samples": results.get("train_samples"),
     }
 

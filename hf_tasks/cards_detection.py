@@ -83,9 +83,7 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> 
         "figures": figures(output_dir) if output_dir is not None else [],
         "has_pt": output_dir is not None and (output_dir / "model.pt").is_file(),
         "dataset": cfg.data.dataset, "split_sizes": results.get("dataset_split_sizes", {}),
-        "ultralytics_version": _version("ultralytics"), "num_processes": results.get("num_processes"),
-        "train_steps": results.get("train_steps"),
-        "train_epochs": results.get("train_epochs"), "train_runtime": results.get("train_runtime_s"),
+        "ultralytics_version": _version("ultralytics"),
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,7 @@ class TrainConfig:
     resume: str | None = None  # "auto" (newest complete checkpoint) or a checkpoint folder
     overwrite: bool = False
     skip_nonfinite: bool = False  # skip steps with a NaN/inf loss or gradient instead of stopping the run
+    max_skipped_fraction: float = 0.1  # with skip_nonfinite: stop once more than this share of the steps was skipped
     report_to: list[str] = field(default_factory=list)  # accelerate trackers, e.g. [tensorboard]
     log_every: int = 10  # optimizer steps between loss logs
     push_to_hub: str | None = None  # a repo id: push the finished run (model, card, results) there in one commit
@@ -288,6 +290,7 @@ def _hint(key: str, valid: list[str], prefix: str = "") -> str:
 
 def validate(cfg: TrainConfig) -> None:
     """Fail fast, naming the key, on values that would only break later (before any model is built)."""
+    check_finite(cfg)
     checks = [
         (cfg.epochs >= 1, "epochs", "must be >= 1"),
         (cfg.max_steps is None or cfg.max_steps >= 1, "max_steps", "must be >= 1"),
@@ -299,6 +302,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.early_stopping_patience is None or cfg.early_stopping_patience >= 1, "early_stopping_patience",
          "must be >= 1"),
         (cfg.log_every >= 1, "log_every", "must be >= 1"),
+        (0 <= cfg.max_skipped_fraction <= 1, "max_skipped_fraction", "must be in [0, 1]"),
         (cfg.push_to_hub is None or cfg.push_to_hub.count("/") == 1, "push_to_hub", "must be a repo id user/name"),
         (bool(cfg.data.dataset), "data.dataset", "is required: a dataset folder built by `hf-tasks build-dataset` "
                                                  "or a Hub dataset id"),
@@ -306,6 +310,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
         (cfg.optim.lr > 0, "optim.lr", "must be > 0"),
         (cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0"),
+        (0 <= cfg.optim.momentum < 1, "optim.momentum", "must be in [0, 1)"),
         (0 <= cfg.optim.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)"),
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0"),
         (0 < cfg.optim.gamma <= 1, "optim.gamma", "must be in (0, 1]"),
@@ -328,6 +333,24 @@ def validate(cfg: TrainConfig) -> None:
     from hf_tasks.registry import get_task
 
     get_task(cfg.task).validate(cfg)
+
+
+def check_finite(section: Any, prefix: str = "") -> None:
+    """Every float setting (``float``, ``float | None``, ``list[float]``) must hold finite numbers.
+
+    NaN and inf slip through range checks such as ``lr > 0`` (inf is > 0) and would only break training later, so
+    they are refused here for every float field of the typed config, present and future, naming the key.
+    """
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        hint, value, key = hints[f.name], getattr(section, f.name), prefix + f.name
+        if dataclasses.is_dataclass(hint):
+            check_finite(value, f"{key}.")
+        elif float in (hint, *typing.get_args(hint)):
+            values = value if isinstance(value, list) else [value]
+            if not all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in values):
+                what = "finite numbers" if isinstance(value, list) else "a finite number"
+                raise ConfigError(f"{key!r} must be {what} (got {value!r})")
 
 
 def _validate_environment(cfg: TrainConfig) -> None:

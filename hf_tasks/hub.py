@@ -63,11 +63,14 @@ def push_run(output_dir: str | Path, repo_id: str, private: bool = True, revisio
 
 
 def check_push_args(output_dir: Path, repo_id: str) -> None:
-    """Fail before any network call: a bad repo id or a folder with no loadable weights."""
+    """Fail before any network call: a bad repo id, an unfinished run or a folder with no loadable weights."""
+    from hf_tasks.run_folder import check_finished
+
     if not REPO_ID_RE.match(repo_id) or ".." in repo_id:
         raise HfTasksError(f"--repo-id {repo_id!r} must look like 'namespace/name' (e.g. your-user/shapes-cnn)")
     if not output_dir.is_dir():
         raise HfTasksError(f"{output_dir} is not a folder")
+    check_finished(output_dir, "push")
     shards = [p for p in output_dir.glob("*.safetensors") if SHARD_RE.match(p.name)]
     if not (output_dir / "model.safetensors").is_file() and not shards:
         raise HfTasksError(f"{output_dir} has no model.safetensors (nor sharded model-0000x-of-0000y.safetensors): "

@@ -12,6 +12,7 @@ import math
 import shutil
 import signal
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hf_tasks import checkpoint as ckpt
+from hf_tasks import run_folder
 from hf_tasks.config import TrainConfig
 from hf_tasks.errors import HfTasksError
 from hf_tasks.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
@@ -27,8 +29,6 @@ from hf_tasks.optim import build_optimizer, build_scheduler
 from hf_tasks.preemption import Preempted, stop_on_signals
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks, get_task
 from hf_tasks.runtime import keep_freed_memory
-
-OUTPUT_MARKERS = ("results.json", "log_history.json", "checkpoints", "train_config.yaml")
 
 
 @dataclass
@@ -44,6 +44,7 @@ class TrainState:
     train_seconds: float = 0.0
     skipped_steps: int = 0  # steps dropped for a non-finite loss or gradient (skip_nonfinite)
     label_names: list[str] | None = None  # what the head predicts: a resumed run must have the same
+    num_processes: int | None = None  # the schedule and the sample order depend on it: a resume must match
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -65,6 +66,7 @@ class Run:
     output_dir: Path
     stop_flag: Any = None  # hf_tasks.preemption.StopFlag while training
     hooks: TrainHooks = field(default_factory=TrainHooks)
+    foreign_at_start: set[str] = field(default_factory=set)  # entries of output_dir that are not the run's
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -88,17 +90,25 @@ def make_accelerator(cfg: TrainConfig):
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, evaluate and save one run described by a validated config; return the final results."""
-    from accelerate.utils import set_seed
-
     accelerator = make_accelerator(cfg)
     keep_freed_memory(accelerator.device.type)
-    output_dir = prepare_output_dir(cfg, accelerator)
+    with ExitStack() as held:  # the main process holds the folder's lock; a refusal stops every process
+        agree(accelerator, lambda: held.enter_context(run_folder.exclusive(Path(cfg.output_dir))))
+        return train_in(cfg, accelerator)
+
+
+def train_in(cfg: TrainConfig, accelerator) -> dict[str, Any]:
+    from accelerate.utils import set_seed
+
+    output_dir, foreign = prepare_output_dir(cfg, accelerator)
     set_seed(cfg.seed)
     run = setup_run(cfg, accelerator, output_dir)
+    run.foreign_at_start = foreign
     state = resume(run, cfg.resume) if cfg.resume else TrainState()
-    state.label_names = run.bundle.label_names
+    state.label_names, state.num_processes = run.bundle.label_names, accelerator.num_processes
     if accelerator.is_main_process:
         cfg.save(output_dir / "train_config.yaml")
+        run_folder.mark_in_progress(output_dir)
     accelerator.init_trackers("hf-tasks", config=_tracker_config(cfg))
     with stop_on_signals() as run.stop_flag:
         train_epochs(run, state)
@@ -112,20 +122,41 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return results
 
 
-def prepare_output_dir(cfg: TrainConfig, accelerator) -> Path:
-    """Refuse to clobber an earlier run unless --overwrite or --resume says so."""
-    output_dir = Path(cfg.output_dir)
-    used = output_dir.is_dir() and any((output_dir / m).exists() for m in OUTPUT_MARKERS)
-    if used and not (cfg.overwrite or cfg.resume):
-        raise HfTasksError(f"output_dir {output_dir} already holds a run; pass --overwrite to replace it or "
-                           "--resume auto to continue it")
-    accelerator.wait_for_everyone()
+def agree(accelerator, action) -> Any:
+    """Run ``action`` on the main process; a user error there is raised by every process, so none waits forever."""
+    error, result = None, None
     if accelerator.is_main_process:
+        try:
+            result = action()
+        except HfTasksError as err:
+            error = str(err)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        error = broadcast_object_list([error])[0]
+    if error is not None:
+        raise HfTasksError(error)
+    return result
+
+
+def prepare_output_dir(cfg: TrainConfig, accelerator) -> tuple[Path, set[str]]:
+    """Refuse to clobber an earlier run unless --overwrite or --resume says so; --overwrite removes only what a run
+    wrote. Returns the folder and the entries in it that are not the run's (kept, never listed as outputs)."""
+    output_dir = Path(cfg.output_dir)
+
+    def on_main() -> set[str]:
+        used = run_folder.holds_a_run(output_dir)
+        if used and not (cfg.overwrite or cfg.resume):
+            raise HfTasksError(f"output_dir {output_dir} already holds a run; pass --overwrite to replace it or "
+                               "--resume auto to continue it")
         if used and cfg.overwrite and not cfg.resume:
-            shutil.rmtree(output_dir)
+            run_folder.clear_run(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        return set(run_folder.foreign_entries(output_dir))
+
+    foreign = agree(accelerator, on_main)
     accelerator.wait_for_everyone()
-    return output_dir
+    return output_dir, foreign or set()
 
 
 def setup_run(cfg: TrainConfig, accelerator, output_dir: Path) -> Run:
@@ -165,6 +196,7 @@ def resume(run: Run, resume_from: str) -> TrainState:
     ckpt.check_same_run(run.cfg.to_dict(), run.output_dir)
     state = TrainState(**ckpt.read_state(path))
     ckpt.check_same_labels(path, state.label_names, run.bundle.label_names, run.cfg.data.dataset)
+    ckpt.check_same_world(path, state.num_processes, run.accelerator.num_processes)
     ckpt.load_training_state(run.accelerator, path, trust_pickle=run.cfg.model.trust_pickle)
     run.accelerator.print(f"resumed from {path} (epoch {state.epoch}, step {state.global_step})")
     return state
@@ -265,6 +297,11 @@ def all_finite(run: Run, value: torch.Tensor, state: TrainState, batch: dict, wh
     message = f"non-finite {what} at step {state.global_step + 1} (epoch {state.epoch}, {where})"
     if run.cfg.skip_nonfinite:
         state.skipped_steps += 1
+        allowed = max(1, int(run.cfg.max_skipped_fraction * run.total_steps))
+        if state.skipped_steps > allowed:
+            raise HfTasksError(f"{message}: {state.skipped_steps} of the run's {run.total_steps} steps skipped, more "
+                               f"than max_skipped_fraction {run.cfg.max_skipped_fraction} allows ({allowed}); the "
+                               "data or the settings are broken, not one batch (the last complete checkpoint is kept)")
         acc.print(f"skipping the step: {message}")
         return False
     raise HfTasksError(f"{message}; the last complete checkpoint in {ckpt.checkpoint_dir(run.output_dir)} is kept "
@@ -367,9 +404,11 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
     if acc.is_main_process:
         write_json(run.output_dir / "results.json", results)
         write_json(run.output_dir / "log_history.json", state.log_history)
+        run_folder.mark_finished(run.output_dir)
         from hf_tasks.cards import write_card
 
         write_card(run.output_dir)
+        run_folder.record_outputs(run.output_dir, run.foreign_at_start)
     acc.wait_for_everyone()
     return results
 

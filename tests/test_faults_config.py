@@ -123,7 +123,8 @@ def test_resume_refuses_a_checkpoint_trained_on_other_labels(task, fault_data, t
     out = tmp_path / "run"
     train(task, data, out, "--max-steps", "1", "--data.eval_split", "none", "--data.test_split", "none")
     shapes(task, data, "circle,square")
-    line = one_error(capsys, *task_args(task, data, out, "--max-steps", "2", "--resume", "auto"))
+    line = one_error(capsys, *task_args(task, data, out, "--max-steps", "2", "--data.eval_split", "none",
+                                        "--data.test_split", "none", "--resume", "auto"))
     assert line == (f"error: --resume: checkpoint {out / 'checkpoints' / 'checkpoint-1'} was trained for 3 labels "
                     f"['circle', 'square', 'triangle'], but 'data.dataset' '{data}' now has 2 labels ['circle', "
                     "'square']; resume with the dataset it was trained on, or train into a new output_dir")

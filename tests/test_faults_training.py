@@ -153,28 +153,51 @@ def test_resume_auto_skips_incomplete_checkpoints_and_rotation_cleans_them(task,
     assert checkpoint_steps(out) == [2, 4] and not list((out / "checkpoints").glob(".tmp-*"))
 
 
+DAMAGE = {  # how the newest checkpoint is damaged, and the file the report must name
+    "truncated-weights": ("model.safetensors", lambda f: f.write_bytes(f.read_bytes()[:1000])),
+    "garbled-state": ("trainer_state.json", lambda f: f.write_text("{not json")),
+    "empty-state": ("trainer_state.json", lambda f: f.write_text("")),
+    "state-without-step": ("trainer_state.json", lambda f: f.write_text('{"epoch": 1, "batches_done": 0}')),
+    "empty-rng-states": ("random_states_0.pkl", lambda f: f.write_bytes(b"")),
+    "truncated-rng-states": ("random_states_0.pkl", lambda f: f.write_bytes(f.read_bytes()[:200])),
+    "empty-custom-state": ("custom_checkpoint_0.pkl", lambda f: f.write_bytes(b"")),
+    "truncated-optimizer": ("optimizer.bin", lambda f: f.write_bytes(f.read_bytes()[:300])),
+}
+
+
+@pytest.mark.parametrize("task, damage", [(task, "truncated-weights") for task in TASKS] +
+                         [("classification", damage) for damage in DAMAGE if damage != "truncated-weights"])
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumed(task, damage, short_runs, fault_data, tmp_path,
+                                                                    capsys):
+    """Every file of a checkpoint is checked before use: --resume auto names the damaged file, passes over that
+    checkpoint and continues from the previous complete one to the uninterrupted run's results; naming the damaged
+    checkpoint explicitly is a one-line error."""
+    out = copy_run(short_runs, task, tmp_path)
+    checkpoint = out / "checkpoints" / "checkpoint-4"
+    name, damage_file = DAMAGE[damage]
+    damage_file(checkpoint / name)
+    with pytest.raises(HfTasksError, match=re.escape(f"checkpoint {checkpoint} is corrupt: {name}")):
+        train(task, fault_data[task], out, *SHORT, "--resume", str(checkpoint))
+    train(task, fault_data[task], out, *SHORT, "--resume", "auto")
+    printed = capsys.readouterr().out
+    assert f"--resume auto: passing over checkpoint {checkpoint}: {name}" in printed
+    assert f"resumed from {out / 'checkpoints' / 'checkpoint-2'} " in printed
+    assert_same_run(short_runs(task), out)
+
+
 @pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("damage", ["truncated-weights", "garbled-state", "tampered-pickle"])
-def test_corrupt_or_tampered_checkpoint_is_reported_with_its_path(task, damage, short_runs, fault_data, tmp_path):
-    """A damaged newest checkpoint stops the resume with its path; a pickle that would run code is never loaded."""
+def test_a_tampered_pickle_stops_the_resume_and_is_never_loaded(task, short_runs, fault_data, tmp_path):
+    """A pickle that would run code is never loaded: the resume stops naming the file (no fallback: someone wrote
+    it), and nothing is rotated or overwritten."""
     out = copy_run(short_runs, task, tmp_path)
     checkpoint = out / "checkpoints" / "checkpoint-4"
     marker = tmp_path / "PWNED"
-    if damage == "truncated-weights":
-        target = checkpoint / "model.safetensors"
-        target.write_bytes(target.read_bytes()[:1000])
-        message = f"checkpoint {checkpoint} is corrupt or does not match this model"
-    elif damage == "garbled-state":
-        (checkpoint / "trainer_state.json").write_text("{not json")
-        message = f"checkpoint {checkpoint} is corrupt: cannot read trainer_state.json"
-    else:
-        torch.save(Payload(str(marker)), checkpoint / "custom_checkpoint_0.pkl")
-        message = (f"checkpoint {checkpoint} is corrupt or unsafe: custom_checkpoint_0.pkl cannot be loaded with "
-                   "weights_only=True")
+    torch.save(Payload(str(marker)), checkpoint / "custom_checkpoint_0.pkl")
     before = sorted(p.name for p in (out / "checkpoints").iterdir())
     with pytest.raises(HfTasksError) as err:
         train(task, fault_data[task], out, "--max-steps", "6", "--checkpoint-every", "2", "--resume", "auto")
-    assert message in str(err.value)
+    assert (f"checkpoint {checkpoint} is corrupt or unsafe: custom_checkpoint_0.pkl cannot be loaded with "
+            "weights_only=True") in str(err.value)
     assert not marker.exists()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing rotated or overwritten
 
