@@ -117,11 +117,15 @@ def find_resume_checkpoint(output_dir: str | Path, resume: str) -> Path | None:
     """``auto``: the newest complete checkpoint whose files check out (None when there is none; a damaged one is
     named and passed over); otherwise the given folder, which must check out."""
     if resume == "auto":
+        damaged = []
         for path in reversed(list_complete(checkpoint_dir(output_dir))):
             problem = checkpoint_problem(path)
             if problem is None:
                 return path
             print(f"--resume auto: passing over checkpoint {path}: {problem}")
+            damaged.append(f"checkpoint {path} is corrupt: {problem}")
+        if damaged:  # never start afresh over a run whose every checkpoint is damaged
+            raise HfTasksError(f"{damaged[0]}; no earlier complete checkpoint to fall back to")
         return None
     path = Path(resume)
     if not path.is_dir():
