@@ -15,8 +15,9 @@ import os
 import re
 import shutil
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hf_tasks.errors import HfTasksError
 
@@ -71,26 +72,26 @@ def publish(tmp: Path, final: Path) -> None:
     shutil.rmtree(replaced, ignore_errors=True)
 
 
-class out_of_space_is_an_error:  # noqa: N801  (used as a context manager, named for what it does)
-    """A full disk while saving: remove the partial folder and say so in one line; the older checkpoints stay."""
+@contextmanager
+def out_of_space_is_an_error(tmp: Path, final: Path, is_main: bool) -> Iterator[None]:
+    """A full disk while saving: remove the partial folder and say so in one line; older checkpoints stay."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if not _is_disk_full(err):
+            raise
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        kept = list_complete(final.parent)
+        previous = f"the newest complete checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint exists"
+        raise HfTasksError(f"no space left on the device while saving checkpoint {final}: the partial folder was "
+                           f"removed; {previous}; free some space and continue with --resume auto") from None
 
-    def __init__(self, tmp: Path, final: Path, is_main: bool):
-        self.tmp, self.final, self.is_main = tmp, final, is_main
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, err, tb) -> bool:
-        full = isinstance(err, OSError) and err.errno == errno.ENOSPC or \
-            isinstance(err, (OSError, RuntimeError)) and ("No space left" in str(err) or "file write failed" in str(err))
-        if not full:
-            return False
-        if self.is_main:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        kept = list_complete(self.final.parent)
-        raise HfTasksError(f"no space left on the device while saving checkpoint {self.final}: the partial folder was "
-                           f"removed; {'the newest complete checkpoint ' + str(kept[-1]) + ' is kept' if kept else 'no earlier checkpoint exists'}"
-                           "; free some space and continue with --resume auto") from None
+def _is_disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return "No space left" in str(err) or "file write failed" in str(err)  # torch's writer wraps the OSError
 
 
 def rotate(root: Path, keep: int) -> None:

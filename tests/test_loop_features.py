@@ -1,6 +1,6 @@
 """Each loop feature shown to take effect inside the loop, observed where it acts: the lr and weight decay the
-optimizer steps with, the gradient norm it sees, the dtype the convolutions compute in and the pixels each training forward gets.
-Expected values are worked out here from the settings, not read from the code under test."""
+optimizer steps with, the gradient norm it sees, the dtype the convolutions compute in and the pixels each training
+forward gets. Expected values are worked out here from the settings, not read from the code under test."""
 
 from __future__ import annotations
 
