@@ -92,14 +92,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     accelerator = make_accelerator(cfg)
     keep_freed_memory(accelerator.device.type)
     with ExitStack() as held:  # the main process holds the folder's lock; a refusal stops every process
-        agree(accelerator, lambda: held.enter_context(run_folder.exclusive(Path(cfg.output_dir))))
+        run_folder.agree(accelerator, lambda: held.enter_context(run_folder.exclusive(Path(cfg.output_dir))))
         return train_in(cfg, accelerator)
 
 
 def train_in(cfg: TrainConfig, accelerator) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
-    output_dir, foreign = prepare_output_dir(cfg, accelerator)
+    output_dir, foreign = run_folder.prepare(cfg, accelerator)
     set_seed(cfg.seed)
     run = setup_run(cfg, accelerator, output_dir)
     run.foreign_at_start = foreign
@@ -119,43 +119,6 @@ def train_in(cfg: TrainConfig, accelerator) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     accelerator.end_training()  # ends trackers and, on N processes, the process group: nothing collective after
     return results
-
-
-def agree(accelerator, action) -> Any:
-    """Run ``action`` on the main process; a user error there is raised by every process, so none waits forever."""
-    error, result = None, None
-    if accelerator.is_main_process:
-        try:
-            result = action()
-        except HfTasksError as err:
-            error = str(err)
-    if accelerator.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        error = broadcast_object_list([error])[0]
-    if error is not None:
-        raise HfTasksError(error)
-    return result
-
-
-def prepare_output_dir(cfg: TrainConfig, accelerator) -> tuple[Path, set[str]]:
-    """Refuse to clobber an earlier run unless --overwrite or --resume says so; --overwrite removes only what a run
-    wrote. Returns the folder and the entries in it that are not the run's (kept, never listed as outputs)."""
-    output_dir = Path(cfg.output_dir)
-
-    def on_main() -> set[str]:
-        used = run_folder.holds_a_run(output_dir)
-        if used and not (cfg.overwrite or cfg.resume):
-            raise HfTasksError(f"output_dir {output_dir} already holds a run; pass --overwrite to replace it or "
-                               "--resume auto to continue it")
-        if used and cfg.overwrite and not cfg.resume:
-            run_folder.clear_run(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        return set(run_folder.foreign_entries(output_dir))
-
-    foreign = agree(accelerator, on_main)
-    accelerator.wait_for_everyone()
-    return output_dir, foreign or set()
 
 
 def setup_run(cfg: TrainConfig, accelerator, output_dir: Path) -> Run:

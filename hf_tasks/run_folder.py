@@ -19,7 +19,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from hf_tasks.errors import HfTasksError
 
@@ -132,3 +132,40 @@ def _holder(output_dir: Path) -> str:
         return f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "holder unknown"
+
+
+def agree(accelerator, action) -> Any:
+    """Run ``action`` on the main process; a user error there is raised by every process, so none waits forever."""
+    error, result = None, None
+    if accelerator.is_main_process:
+        try:
+            result = action()
+        except HfTasksError as err:
+            error = str(err)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        error = broadcast_object_list([error])[0]
+    if error is not None:
+        raise HfTasksError(error)
+    return result
+
+
+def prepare(cfg, accelerator) -> tuple[Path, set[str]]:
+    """Refuse to clobber an earlier run unless --overwrite or --resume says so; --overwrite removes only what a run
+    wrote. Returns the folder and the entries in it that are not the run's (kept, never listed as outputs)."""
+    output_dir = Path(cfg.output_dir)
+
+    def on_main() -> set[str]:
+        used = holds_a_run(output_dir)
+        if used and not (cfg.overwrite or cfg.resume):
+            raise HfTasksError(f"output_dir {output_dir} already holds a run; pass --overwrite to replace it or "
+                               "--resume auto to continue it")
+        if used and cfg.overwrite and not cfg.resume:
+            clear_run(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return set(foreign_entries(output_dir))
+
+    foreign = agree(accelerator, on_main)
+    accelerator.wait_for_everyone()
+    return output_dir, foreign or set()
