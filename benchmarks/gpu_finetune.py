@@ -3,7 +3,7 @@
 For each model (transformers ``ViTForImageClassification`` / ``ResNetForImageClassification`` from their default
 configs — ViT-B/16 and ResNet-50 — randomly initialised, nothing downloaded):
 
-- ours: ``hf_tasks.loop.train`` (``mixed_precision: bf16``) on a generated 224-px shapes classification set, data
+- ours: ``hf_tasks.engine.loop.train`` (``mixed_precision: bf16``) on a generated 224-px shapes classification set, data
   decoded and preprocessed by our ``ClassificationDataset`` in ``--workers`` dataloader workers;
 - reference: a bare PyTorch loop on one synthetic on-device batch (``torch.autocast(bf16)``, AdamW, clip at 1.0) —
   the compute-only ceiling, with no data loading at all.
@@ -105,7 +105,7 @@ def build_data(work: Path, args) -> Path:
 
 def train_ours(args, device) -> list[float]:
     from hf_tasks.config import load_config
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
 
     work = Path(args.work)
     cfg = load_config(None, [

@@ -66,7 +66,7 @@ def our_config(dataset: Path, out: Path, args):
 
 
 def train_ours(dataset: Path, out: Path, args) -> list[float]:
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
 
     stamps = step_clock()
     train(our_config(dataset, out, args))

@@ -4,7 +4,7 @@ ratio <= 1.1, final mAP50-95 within 0.02).
 1. Build (or reuse) the shapes detection set (Arrow) and materialise it once as a YOLO folder + data yaml for
    ultralytics (PNG bytes copied as-is, labels as normalised centre xywh).
 2. Train each side in its own fresh subprocess, the order alternated over ``--repeats`` pairs (ours, theirs,
-   theirs, ours, …; see ``benchmarks/interleave.py``): ours is ``hf_tasks.loop.train`` with the ``shapes_yolov8n``
+   theirs, ours, …; see ``benchmarks/interleave.py``): ours is ``hf_tasks.engine.loop.train`` with the ``shapes_yolov8n``
    recipe and the overrides below; theirs is ``YOLO("yolov8n.yaml").train(...)`` with the same epochs, image size,
    batch, seed, optimizer, lr, weight decay, warmup, close_mosaic, image cache and workers; ``nbs`` = batch so it
    does not accumulate gradients; ``amp``, ``plots`` and ``deterministic`` off (our loop forces no deterministic
@@ -13,7 +13,7 @@ ratio <= 1.1, final mAP50-95 within 0.02).
    ``min(8, cpus - 1)``): ultralytics' ``select_device`` resets ``torch.set_num_threads`` to its ``NUM_THREADS``,
    which the child sets to ``--threads``; ours calls ``torch.set_num_threads``; ``OMP_NUM_THREADS`` is the same.
 4. Per-epoch training time measured the same way on both sides: ``perf_counter`` from the start to the end of the
-   epoch's training part (ours: around ``hf_tasks.loop.train_one_epoch``; ultralytics: its
+   epoch's training part (ours: around ``hf_tasks.engine.loop.train_one_epoch``; ultralytics: its
    ``on_train_epoch_start``/``on_train_epoch_end`` callbacks), so per-epoch validation and checkpointing are out
    of it on both sides. The headline is the mean over epochs 2..N: epoch 1 also pays one-time costs (first
    oneDNN kernel selection, allocator growth, the lazily built loss) — it is reported separately, as is the wall
@@ -23,7 +23,7 @@ ratio <= 1.1, final mAP50-95 within 0.02).
 5. Both final (best) models are scored by the same evaluator (our predict + ``coco_map`` on the validation split);
    ultralytics' own mAP is printed next to it.
 
-``--ours-glibc-defaults`` leaves glibc's malloc at its defaults on our side (``hf_tasks.runtime.keep_freed_memory``
+``--ours-glibc-defaults`` leaves glibc's malloc at its defaults on our side (``hf_tasks.engine.accelerator.keep_freed_memory``
 skipped), to measure what that setting is worth.
 Prints one JSON line per run, then a summary line and markdown rows; ``--summarise-only`` re-prints them from the
 logs of an earlier run in the same ``--work``.
@@ -65,7 +65,7 @@ def materialise_yolo(dataset: Path, root: Path) -> Path:
     import datasets
     import yaml
 
-    from hf_tasks.yolo_data import category_names, coco_to_yolo
+    from hf_tasks.tasks.detection.yolo_data import category_names, coco_to_yolo
 
     dd = datasets.load_from_disk(str(dataset))
     names = category_names(dd["train"].features)
@@ -88,12 +88,12 @@ def materialise_yolo(dataset: Path, root: Path) -> Path:
 def train_ours(dataset: Path, out: Path, args) -> dict:
     import torch
 
-    import hf_tasks.loop as loop
-    import hf_tasks.yolo_data  # noqa: F401  (ultralytics and our models imported before the clock, as for theirs)
+    import hf_tasks.engine.loop as loop
+    import hf_tasks.tasks.detection.yolo_data  # noqa: F401  (ultralytics and our models imported before the clock, as for theirs)
     from hf_tasks.config import load_config
 
     torch.set_num_threads(args.threads)
-    if args.ours_glibc_defaults:  # measure the loop without its malloc setting (hf_tasks.runtime)
+    if args.ours_glibc_defaults:  # measure the loop without its malloc setting (hf_tasks.engine.accelerator)
         loop.keep_freed_memory = lambda device_type: False
     timer, one_epoch = EpochTimer(), loop.train_one_epoch
 
@@ -167,10 +167,10 @@ def train_ultralytics(data_yaml: Path, project: Path, args) -> dict:
 
 def evaluate_same_way(detector, dataset: Path, batch: int) -> dict:
     """Our predict (NMS conf 0.001, iou 0.7) + coco_map on the validation split, for either model."""
-    from hf_tasks.evaluation import evaluate_bundle, evaluation_config
-    from hf_tasks.loop import make_accelerator
+    from hf_tasks.engine.evaluation import evaluate_bundle, evaluation_config
+    from hf_tasks.engine.loop import make_accelerator
     from hf_tasks.registry import ModelBundle, get_task
-    from hf_tasks.tasks.detection import DetectionSettings
+    from hf_tasks.tasks.detection.spec import DetectionSettings
 
     cfg = evaluation_config("detection", str(dataset), "validation", batch)
     spec = get_task("detection")
@@ -199,7 +199,7 @@ def child(args) -> None:
         profiler.disable()
         profiler.dump_stats(f"{args.profile}.{side}.{args.repeat}.prof")
     from hf_tasks.models.yolo import YoloDetector, build_detector
-    from hf_tasks.yolo_data import category_names
+    from hf_tasks.tasks.detection.yolo_data import category_names
 
     import datasets
 
@@ -296,7 +296,7 @@ def parse_args(argv: list[str] | None = None):
                         help="torch CPU threads for both sides (default: what ultralytics picks for itself)")
     parser.add_argument("--first", choices=["ours", "theirs"], default="ours", help="side of the first run")
     parser.add_argument("--ours-glibc-defaults", action="store_true",
-                        help="skip the loop's malloc setting (hf_tasks.runtime.keep_freed_memory) on our side")
+                        help="skip the loop's malloc setting (hf_tasks.engine.accelerator.keep_freed_memory) on our side")
     parser.add_argument("--profile", help="cProfile each run's training into PREFIX.<side>.<repeat>.prof")
     parser.add_argument("--summarise-only", action="store_true",
                         help="print the summary of the runs already in WORK/logs (other_cpu_s is not in the logs)")

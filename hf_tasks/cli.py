@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     card = sub.add_parser("card", help="(re)write the model card README.md of a finished run folder")
     card.add_argument("output_dir")
     card.add_argument("--model-id", help="the repo id the usage snippet loads (default: the folder's path)")
-    from hf_tasks.hub import add_hub_parser, add_push_parser
+    from hf_tasks.hub.push import add_hub_parser, add_push_parser
 
     add_push_parser(sub)
     add_hub_parser(sub)
@@ -86,7 +86,7 @@ def dispatch(argv: list[str]) -> int:
 
         return run(argv[1:])
     if argv and argv[0] == "demo":
-        from hf_tasks.demo import run as run_demo
+        from hf_tasks.demo.run import run as run_demo
 
         return run_demo(argv[1:])
     args = build_parser().parse_args(argv)
@@ -95,20 +95,20 @@ def dispatch(argv: list[str]) -> int:
 
         return run_build_dataset(args)
     if args.command == "evaluate":
-        from hf_tasks.evaluation import run_evaluate
+        from hf_tasks.engine.evaluation import run_evaluate
 
         return run_evaluate(args)
     if args.command == "compare":
-        from hf_tasks.compare import run_compare
+        from hf_tasks.tasks.classification.compare import run_compare
 
         return run_compare(args)
     if args.command == "card":
-        from hf_tasks.cards import write_card
+        from hf_tasks.cards.render import write_card
 
         print(f"wrote {write_card(args.output_dir, args.model_id)}")
         return 0
     if args.command in ("push", "hub"):
-        from hf_tasks.hub import run_hub, run_push
+        from hf_tasks.hub.push import run_hub, run_push
 
         return run_push(args) if args.command == "push" else run_hub(args)
     raise HfTasksError(f"unknown command {args.command!r}")

@@ -38,7 +38,7 @@ class AugmentConfig:
 
     def resolved(self) -> dict[str, Any]:
         """The effective parameters: explicit fields win over the preset's values."""
-        from hf_tasks.augment import KERAS_PRESET, NO_AUGMENT
+        from hf_tasks.tasks.classification.augment import KERAS_PRESET, NO_AUGMENT
 
         base = dict(KERAS_PRESET if self.preset == "keras" else NO_AUGMENT)
         for key in base:

@@ -31,7 +31,7 @@ def run(argv: list[str]) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
 
     train(cfg)
     return 0

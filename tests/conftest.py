@@ -54,7 +54,7 @@ def hub(tmp_path_factory):
     """The server on a free loopback port, and this process's client pointed at it (online, with a token)."""
     import huggingface_hub.constants as constants
 
-    from hf_tasks.hub_server import serve
+    from hf_tasks.hub.server import serve
 
     with serve(tmp_path_factory.mktemp("hub_root")) as handle, pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp("hf_home")

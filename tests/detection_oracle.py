@@ -96,8 +96,8 @@ class OracleDetector(torch.nn.Module):
 def oracle_evaluate(dataset: str, mode: str) -> dict:
     """Evaluate the test split with the oracle, on however many processes this runs under."""
     from hf_tasks.config import load_config
-    from hf_tasks.evaluation import evaluate, make_loader
-    from hf_tasks.loop import make_accelerator
+    from hf_tasks.engine.evaluation import evaluate, make_loader
+    from hf_tasks.engine.loop import make_accelerator
     from hf_tasks.registry import get_task
 
     cfg = load_config(None, ["--task", "detection", "--model.name", "yolov8n.yaml", "--data.image_size", str(IMGSZ),

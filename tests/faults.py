@@ -42,13 +42,13 @@ def build_fault_datasets(root: Path) -> dict[str, Path]:
 
 
 def task_args(task: str, dataset: Path, out: Path, *extra: str) -> list[str]:
-    """CLI overrides of a tiny run of ``task`` (``hf-tasks train`` / ``hf_tasks.loop.train`` accept the same)."""
+    """CLI overrides of a tiny run of ``task`` (``hf-tasks train`` / ``hf_tasks.engine.loop.train`` accept the same)."""
     return ["--data.dataset", str(dataset), "--output-dir", str(out), "--seed", "3", *MODELS[task], *extra]
 
 
 def train(task: str, dataset: Path, out: Path, *extra: str) -> dict:
     from hf_tasks.config import load_config
-    from hf_tasks.loop import train as run
+    from hf_tasks.engine.loop import train as run
 
     return run(load_config(None, task_args(task, dataset, out, *extra)))
 
@@ -79,7 +79,7 @@ class InfGradient(torch.autograd.Function):
 
 def poison(monkeypatch, task: str, at_call: int, kind: str) -> None:
     """Make the ``at_call``-th forward of ``task`` return a NaN/inf loss, or a finite loss with an inf gradient."""
-    import hf_tasks.loop as loop
+    import hf_tasks.engine.loop as loop
     from hf_tasks.registry import get_task
 
     spec, calls = get_task(task), {"n": 0}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from hf_tasks.augment import (
+from hf_tasks.tasks.classification.augment import (
     KERAS_PRESET,
     NO_AUGMENT,
     AffineParams,

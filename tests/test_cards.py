@@ -14,7 +14,7 @@ from tests.helpers import read_json, subprocess_env
 
 @pytest.fixture(scope="module")
 def trained_cnn(shapes_classification, tmp_path_factory):
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
 
     out = tmp_path_factory.mktemp("card") / "shapes_cnn"
     train(load_config(None, ["--data.dataset", str(shapes_classification), "--output-dir", str(out),

@@ -30,7 +30,7 @@ def two_class_folder(tmp_path_factory):
 
 
 def _train(*overrides: str, recipe: str | None = None) -> dict:
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
 
     return train(load_config(recipe, list(overrides)))
 
@@ -202,7 +202,7 @@ def test_compare_needs_a_label_map_for_foreign_classes(cats_dogs, tmp_path, caps
 def test_label_mapped_classifier_sums_class_probabilities():
     from transformers.modeling_outputs import ImageClassifierOutput
 
-    from hf_tasks.compare import LabelMappedClassifier, resolve_groups
+    from hf_tasks.tasks.classification.compare import LabelMappedClassifier, resolve_groups
 
     class Fixed(torch.nn.Module):
         config = type("C", (), {"num_labels": 4, "id2label": {0: "tabby, tabby cat", 1: "Persian cat", 2: "pug",

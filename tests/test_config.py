@@ -6,7 +6,7 @@ import pytest
 
 from hf_tasks.config import TrainConfig, load_config, parse_overrides, read_recipe
 from hf_tasks.errors import ConfigError
-from hf_tasks.optim import lr_factor
+from hf_tasks.engine.optim import lr_factor
 
 
 def _cfg(*overrides: str) -> TrainConfig:

@@ -18,14 +18,14 @@ BARS = {"classification": ("test_accuracy", 0.95), "detection": ("test_map_50", 
 
 
 def test_each_task_has_its_issue_bar():
-    from hf_tasks.demo import PRESETS
+    from hf_tasks.demo.run import PRESETS
 
     assert {task: (preset.bar.metric, preset.bar.threshold) for task, preset in PRESETS.items()} == BARS
 
 
 def test_a_missed_bar_exits_1_naming_the_task(tmp_path, monkeypatch, capsys):
     """Every job runs to the end, one misses its bar by a little: the command's status is 1 and the task is named."""
-    import hf_tasks.demo as demo
+    import hf_tasks.demo.run as demo
 
     scores = {"classification": 0.97, "detection": 0.49, "captioning": 0.62}
 
@@ -114,7 +114,7 @@ def test_bad_arguments_print_one_error_line(tmp_path):
 
 
 def test_output_folder_is_never_clobbered(tmp_path):
-    from hf_tasks.demo import MARKER, prepare_out
+    from hf_tasks.demo.run import MARKER, prepare_out
     from hf_tasks.errors import HfTasksError
 
     foreign = tmp_path / "mine"
@@ -134,8 +134,8 @@ def test_output_folder_is_never_clobbered(tmp_path):
 
 
 def test_summary_says_which_bar_fell_short(tmp_path):
-    from hf_tasks.demo import PRESETS, Job, Outcome
-    from hf_tasks.demo_report import summary_table
+    from hf_tasks.demo.run import PRESETS, Job, Outcome
+    from hf_tasks.demo.report import summary_table
 
     def outcome(task: str, results: dict, failed: str | None = None) -> Outcome:
         preset = PRESETS[task]
@@ -154,7 +154,7 @@ def test_summary_says_which_bar_fell_short(tmp_path):
 
 
 def test_a_failing_stage_ends_its_job_and_is_named(tmp_path, monkeypatch, capsys):
-    import hf_tasks.demo as demo
+    import hf_tasks.demo.run as demo
     from hf_tasks.errors import HfTasksError
 
     class Hub:  # stands in for the publishers: a job that failed earlier must never reach it

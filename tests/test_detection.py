@@ -32,7 +32,7 @@ def shapes_detection(tmp_path_factory):
 
 
 def train(dataset, out, *overrides: str) -> dict:
-    from hf_tasks.loop import train as run
+    from hf_tasks.engine.loop import train as run
 
     return run(load_config(None, ["--data.dataset", str(dataset), "--output-dir", str(out), *overrides]))
 
@@ -235,7 +235,7 @@ def refuse(host, *args, **kwargs):
     raise OSError("no network in this test")
 socket.getaddrinfo = refuse
 original_save = torch.save
-import hf_tasks.tasks.detection, hf_tasks.models.yolo
+import hf_tasks.tasks.detection.spec, hf_tasks.models.yolo
 assert "ultralytics" not in sys.modules, "ultralytics imported at module import"
 hf_tasks.models.yolo.prepare_ultralytics()
 import os, ultralytics.utils

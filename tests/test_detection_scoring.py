@@ -91,8 +91,8 @@ def test_card_model_index_carries_the_results_it_was_given(oracle_data, tmp_path
     from huggingface_hub import ModelCard
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
-    from hf_tasks.cards import write_card
-    from hf_tasks.evaluation import prefixed
+    from hf_tasks.cards.render import write_card
+    from hf_tasks.engine.evaluation import prefixed
     from tests.test_detection import train, tiny
 
     run = tmp_path / "run"

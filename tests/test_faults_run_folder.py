@@ -88,7 +88,7 @@ def test_resume_refuses_a_setting_the_restored_state_would_ignore(data, tmp_path
 
 
 def test_resume_on_another_number_of_processes_is_refused(data, tmp_path):
-    from hf_tasks import checkpoint as ckpt
+    from hf_tasks.engine import checkpoint as ckpt
 
     out = tmp_path / "run"
     train("classification", data, out, "--max-steps", "4", "--checkpoint-every", "2")
@@ -103,7 +103,7 @@ def test_resume_on_another_number_of_processes_is_refused(data, tmp_path):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from hf_tasks.run_folder import exclusive
+from hf_tasks.engine.run_folder import exclusive
 with exclusive(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
@@ -131,7 +131,7 @@ def test_an_interrupted_extension_is_never_carded_or_pushed(data, tmp_path, monk
     finishes, so `card` and `push` refuse it with one line."""
     import dataclasses
 
-    import hf_tasks.loop as loop
+    import hf_tasks.engine.loop as loop
     from hf_tasks.cli import main
     from hf_tasks.registry import get_task
 
@@ -161,7 +161,7 @@ def test_an_interrupted_extension_is_never_carded_or_pushed(data, tmp_path, monk
 def test_saving_a_step_again_keeps_a_complete_checkpoint_at_every_moment(data, tmp_path, monkeypatch):
     """Killed between moving the old checkpoint of a step aside and renaming the new one into place: the old one is
     still complete and found by --resume auto."""
-    from hf_tasks import checkpoint as ckpt
+    from hf_tasks.engine import checkpoint as ckpt
 
     out = tmp_path / "run"
     train("classification", data, out, "--max-steps", "4", "--checkpoint-every", "2")
@@ -211,7 +211,7 @@ def test_skipping_more_than_the_allowed_share_of_steps_stops_the_run(data, tmp_p
     """Every loss is NaN: --skip-nonfinite stops after max(1, 10 %) of the steps instead of 'training' on."""
     import dataclasses
 
-    import hf_tasks.loop as loop
+    import hf_tasks.engine.loop as loop
     from hf_tasks.registry import get_task
 
     spec = get_task("classification")

@@ -28,7 +28,7 @@ from tests.helpers import REPO, read_json, run_launch, subprocess_env
 COMMON = {"classification": ["--epochs", "3"], "detection": ["--epochs", "2"], "captioning": ["--epochs", "2"]}
 PACED_TRAIN = """
 import dataclasses, sys, time
-import hf_tasks.loop as loop
+import hf_tasks.engine.loop as loop
 from hf_tasks.registry import get_task
 from hf_tasks.train import main
 
@@ -244,7 +244,7 @@ def test_skip_nonfinite_drops_the_step_and_never_saves_non_finite_weights(task, 
 
 POISON_ON_PROCESS_1 = """
 import dataclasses, sys
-import hf_tasks.loop as loop
+import hf_tasks.engine.loop as loop
 from accelerate import PartialState
 from hf_tasks.registry import get_task
 from hf_tasks.train import main

@@ -37,7 +37,7 @@ def _reset_accelerate() -> None:
 @pytest.fixture(scope="module")
 def runs(shapes_classification, tmp_path_factory) -> dict[str, Path]:
     """Two finished run folders: hf-tasks' small_cnn (transformers auto classes) and a timm model."""
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
 
     root = tmp_path_factory.mktemp("runs")
     common = ["--data.dataset", str(shapes_classification), "--batch-size", "8", "--data.image_size", "32"]
@@ -58,7 +58,7 @@ def api(hub, token=None):
 
 @pytest.fixture(scope="module")
 def pushed(runs, hub) -> dict[str, object]:
-    from hf_tasks.hub import push_run
+    from hf_tasks.hub.push import push_run
 
     return {"cnn": push_run(runs["cnn"], CNN), "timm": push_run(runs["timm"], TIMM)}
 
@@ -162,7 +162,7 @@ def _an_image_file(path: Path) -> None:
 
 
 def test_only_allow_listed_files_are_pushed_in_one_commit(pushed, runs, hub):
-    from hf_tasks.hub import files_to_push, is_allowed
+    from hf_tasks.hub.push import files_to_push, is_allowed
 
     for name, repo_id in (("cnn", CNN), ("timm", TIMM)):
         files = api(hub).list_repo_files(repo_id)
@@ -178,7 +178,7 @@ def test_only_allow_listed_files_are_pushed_in_one_commit(pushed, runs, hub):
 
 def test_allow_list_rules(tmp_path):
     from hf_tasks.errors import HfTasksError
-    from hf_tasks.hub import files_to_push
+    from hf_tasks.hub.push import files_to_push
 
     names = ["model.safetensors", "config.json", "tokenizer.json", "vocab.txt", "curves.png", "optimizer.bin",
              "scheduler.pt", "rng_state.pth", "x.pkl", "last.ckpt", "best.pt", "notes.txt", "random_states_0.pkl"]
@@ -229,7 +229,7 @@ def test_push_failing_half_way_leaves_the_repo_unchanged_and_a_retry_succeeds(ru
     from safetensors.torch import load_file, save_file
 
     from hf_tasks.errors import HfTasksError
-    from hf_tasks.hub import push_run
+    from hf_tasks.hub.push import push_run
 
     folder = _copy_run(runs["cnn"], tmp_path / "run")
     before = push_run(folder, "user/atomic")
@@ -315,7 +315,7 @@ def test_hub_errors_are_one_clear_line(runs, hub, tmp_path, capsys, monkeypatch)
     import huggingface_hub.constants as constants
 
     from hf_tasks.cli import main
-    from hf_tasks.hub_server import serve
+    from hf_tasks.hub.server import serve
     from tests.helpers import _free_port
 
     folder = _copy_run(runs["cnn"], tmp_path / "run")

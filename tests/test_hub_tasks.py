@@ -44,7 +44,7 @@ def _predict(ref: str, dataset, task: str, env) -> list:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
     from tests.test_captioning import args as caption_args
     from tests.test_detection import tiny
 
@@ -68,7 +68,7 @@ def runs(tmp_path_factory):
 def test_push_then_load_by_repo_id_predicts_the_same(runs, hub, tmp_path, task, run, repo):
     from huggingface_hub import HfApi
 
-    from hf_tasks.hub import push_run
+    from hf_tasks.hub.push import push_run
 
     push_run(runs / run, repo)
     files = HfApi(endpoint=hub.url).list_repo_files(repo)
@@ -99,7 +99,7 @@ def _run_card_snippet(card_path, repo: str, env, workdir) -> None:
 def test_train_push_to_hub_publishes_the_finished_run(shapes_classification, hub, tmp_path):
     from huggingface_hub import HfApi
 
-    from hf_tasks.loop import train
+    from hf_tasks.engine.loop import train
 
     train(load_config(None, ["--data.dataset", str(shapes_classification), "--output-dir", str(tmp_path / "run"),
                              "--max-steps", "2", "--batch-size", "8", "--data.image_size", "32",

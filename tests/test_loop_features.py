@@ -19,7 +19,7 @@ class Recorder:
     """Wraps the classification task's ``forward`` and ``AdamW.step`` for one run."""
 
     def __init__(self, monkeypatch):
-        import hf_tasks.loop as loop
+        import hf_tasks.engine.loop as loop
         from hf_tasks.registry import get_task
 
         self.pixels, self.autocast, self.lrs, self.decays, self.grad_norms = [], [], [], [], []

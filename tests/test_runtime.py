@@ -1,4 +1,4 @@
-"""The malloc setting CPU training applies to itself (hf_tasks.runtime): when it applies, and that it stops the heap
+"""The malloc setting CPU training applies to itself (hf_tasks.engine.accelerator): when it applies, and that it stops the heap
 from being handed back to the OS and faulted in again on every step."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from hf_tasks import runtime
+from hf_tasks.engine import accelerator as runtime
 from tests.helpers import subprocess_env
 
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
@@ -17,7 +17,7 @@ glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or platform
 
 STEPS = """
 import ctypes, resource, sys
-from hf_tasks.runtime import keep_freed_memory
+from hf_tasks.engine.accelerator import keep_freed_memory
 applied = keep_freed_memory(sys.argv[1])
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]

@@ -27,7 +27,7 @@ def batches(n: int, batch_size: int = 8) -> int:
 
 
 def train(dataset, out, *overrides: str) -> dict:
-    from hf_tasks.loop import train as run
+    from hf_tasks.engine.loop import train as run
 
     cfg = load_config(None, ["--data.dataset", str(dataset), "--output-dir", str(out), "--batch-size", "8",
                              "--data.image_size", "32", *TINY_CNN, *overrides])
@@ -179,7 +179,7 @@ def _poison(monkeypatch, at_call: int, kind: str):
     """Make the 3rd forward return a NaN loss, or a finite loss whose gradient is NaN."""
     import dataclasses
 
-    import hf_tasks.loop as loop
+    import hf_tasks.engine.loop as loop
     from hf_tasks.registry import get_task
 
     spec = get_task("classification")
@@ -263,7 +263,7 @@ class CountingHooks:
 def test_task_hooks_run_every_step_and_resume_with_their_state(shapes_classification, tmp_path, monkeypatch):
     import dataclasses
 
-    import hf_tasks.loop as loop
+    import hf_tasks.engine.loop as loop
     from hf_tasks.registry import get_task
 
     spec = dataclasses.replace(get_task("classification"), make_hooks=lambda cfg, model: CountingHooks())
@@ -279,7 +279,7 @@ def test_best_weights_reload_into_a_model_with_tied_embeddings(tmp_path):
     from accelerate import Accelerator
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from hf_tasks.checkpoint import load_best_weights, save_best_weights
+    from hf_tasks.engine.checkpoint import load_best_weights, save_best_weights
 
     model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=16))
     assert model.lm_head.weight is model.transformer.wte.weight

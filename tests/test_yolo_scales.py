@@ -37,7 +37,7 @@ def config(name: str, dataset="unused"):
 
 
 def build(name: str):
-    """Our task's bundle for ``name`` (what ``hf_tasks.loop.setup_run`` builds)."""
+    """Our task's bundle for ``name`` (what ``hf_tasks.engine.loop.setup_run`` builds)."""
     spec = get_task("detection")
     torch.manual_seed(0)
     return spec.build_model(config(name), TaskData(splits={}, info={"label_names": NAMES}))

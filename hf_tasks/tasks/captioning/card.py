@@ -17,7 +17,7 @@ GALLERY_FILE = "caption_gallery.png"
 
 def context(cfg: TrainConfig, results: dict, output_dir: Path | None) -> dict[str, Any]:
     """Template variables of ``model_cards/captioning.md``."""
-    from hf_tasks.text import generation_options
+    from hf_tasks.tasks.captioning.tokenizer import generation_options
 
     headline = [(name, _fmt(results.get(key))) for name, key in (
         ("BLEU-4", "test_bleu4"), ("BLEU-3", "test_bleu3"), ("BLEU-2", "test_bleu2"), ("BLEU-1", "test_bleu1"),
@@ -67,7 +67,7 @@ def card_data(cfg: TrainConfig, results: dict):
     """Hub metadata: pipeline tag image-to-text and a model-index with the test split's BLEU-4 (variant named)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    from hf_tasks.cards import _is_hub_id
+    from hf_tasks.cards.render import _is_hub_id
 
     dataset = cfg.data.dataset
     evals = [EvalResult(task_type="image-to-text", dataset_type=dataset, dataset_name=Path(dataset).name or dataset,

@@ -11,7 +11,7 @@ all. Outputs load with ``VisionEncoderDecoderModel.from_pretrained`` + ``AutoPro
 
     encoder: {model_type: vit, hidden_size: 128, ...}   # or {model_type: resnet, ...}, {name: google/vit-base-...}
     decoder: {model_type: gpt2, n_embd: 128, ...}       # or {model_type: lstm, hidden_size: 256}, {name: distilgpt2}
-    tokenizer: {type: word, min_frequency: 1, max_length: 32}   # see hf_tasks.text
+    tokenizer: {type: word, min_frequency: 1, max_length: 32}   # see hf_tasks.tasks.captioning.tokenizer
     generation: {num_beams: 3, max_new_tokens: 20, length_penalty: 1.0, no_repeat_ngram_size: 0}
 
 ``name`` entries load pretrained weights when ``model.pretrained`` is true (only their config otherwise); a decoder
@@ -73,7 +73,7 @@ def validate(cfg: TrainConfig) -> None:
 
 def model_parts(raw: dict[str, Any]) -> dict[str, Any]:
     """Split ``model.config`` into encoder/decoder specs and checked tokenizer/generation options."""
-    from hf_tasks.text import generation_options, tokenizer_options
+    from hf_tasks.tasks.captioning.tokenizer import generation_options, tokenizer_options
 
     unknown = [key for key in raw if key not in MODEL_CONFIG_KEYS]
     if unknown:
@@ -191,7 +191,7 @@ class CaptionPairs(torch.utils.data.Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from hf_tasks.text import encode_caption
+        from hf_tasks.tasks.captioning.tokenizer import encode_caption
 
         row, k = self.pairs[index]
         image = self.split[row][self.image_column]
@@ -268,7 +268,7 @@ def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
 
 def build_tokenizer(parts: dict[str, Any], cfg: TrainConfig, data: TaskData):
     """The pretrained decoder's tokenizer, else one trained on the training split's captions only."""
-    from hf_tasks.text import prepare_pretrained_tokenizer, train_tokenizer
+    from hf_tasks.tasks.captioning.tokenizer import prepare_pretrained_tokenizer, train_tokenizer
 
     options = parts["tokenizer"]
     name = parts["decoder"].get("name")
@@ -325,15 +325,15 @@ def save_model(bundle: ModelBundle, path: Path, data: TaskData) -> None:
     """Safetensors weights, config, generation config and processor (image processor + tokenizer), plus the gallery."""
     bundle.model.save_pretrained(path)
     bundle.processor.save_pretrained(path)
-    from hf_tasks.cards_captioning import GALLERY_FILE
+    from hf_tasks.tasks.captioning.card import GALLERY_FILE
 
     save_gallery(bundle, data.splits[data.info["gallery_split"]], data.info, Path(path) / GALLERY_FILE)
 
 
 def save_gallery(bundle: ModelBundle, split, info: dict[str, Any], path: Path, count: int = 8) -> None:
     """Caption the first ``count`` images of ``split`` for the card's gallery (generated vs first reference)."""
-    from hf_tasks.cards_captioning import plot_gallery
-    from hf_tasks.text import decode_captions
+    from hf_tasks.tasks.captioning.card import plot_gallery
+    from hf_tasks.tasks.captioning.tokenizer import decode_captions
 
     rows = split.select(range(min(count, len(split))))
     images = [to_rgb(row[info["image_column"]]) for row in rows]
@@ -360,7 +360,7 @@ def forward(model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
 
 def predict(model: torch.nn.Module, batch: dict) -> list[dict[str, Any]]:
     """Generated captions (decoding settings from the model's generation config), one object per image."""
-    from hf_tasks.text import decode_captions
+    from hf_tasks.tasks.captioning.tokenizer import decode_captions
 
     net = getattr(model, "module", model)  # DDP wraps the model but does not forward `generate`
     sequences = net.generate(pixel_values=batch["pixel_values"])

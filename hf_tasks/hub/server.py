@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote
 
 from fastapi import Request
 
-from hf_tasks.hub_storage import HubError, Storage, info_payload, parse_card, tree_entries
+from hf_tasks.hub.storage import HubError, Storage, info_payload, parse_card, tree_entries
 
 READ_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 
@@ -144,7 +144,7 @@ def create_app(root: str | Path, tokens: list[str] | None = None, user: str = "u
             headers["X-Repo-Commit"] = exc.commit
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
 
-    from hf_tasks.hub_transfer import add_transfer_routes
+    from hf_tasks.hub.transfer import add_transfer_routes
 
     _account_routes(app, hub)
     _repo_routes(app, hub)

@@ -41,7 +41,7 @@ def push_run(output_dir: str | Path, repo_id: str, private: bool = True, revisio
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from hf_tasks.cards import write_card
+    from hf_tasks.cards.render import write_card
 
     output_dir = Path(output_dir)
     check_push_args(output_dir, repo_id)
@@ -64,7 +64,7 @@ def push_run(output_dir: str | Path, repo_id: str, private: bool = True, revisio
 
 def check_push_args(output_dir: Path, repo_id: str) -> None:
     """Fail before any network call: a bad repo id, an unfinished run or a folder with no loadable weights."""
-    from hf_tasks.run_folder import check_finished
+    from hf_tasks.engine.run_folder import check_finished
 
     if not REPO_ID_RE.match(repo_id) or ".." in repo_id:
         raise HfTasksError(f"--repo-id {repo_id!r} must look like 'namespace/name' (e.g. your-user/shapes-cnn)")
@@ -184,7 +184,7 @@ def run_push(args) -> int:
 
 
 def run_hub(args) -> int:
-    from hf_tasks.hub_server import run_forever
+    from hf_tasks.hub.server import run_forever
 
     tokens = None
     if args.tokens_file:

@@ -1,6 +1,6 @@
 """Load a published model the way its card tells users to, and predict one held-out image.
 
-``python -m hf_tasks.demo_predict --task T --model REPO_ID_OR_FOLDER --dataset D [--split test] [--index 0]
+``python -m hf_tasks.demo.predict --task T --model REPO_ID_OR_FOLDER --dataset D [--split test] [--index 0]
 [--image-out PNG]`` prints one JSON line ``{"prediction": ..., "truth": ...}``. ``hf-tasks demo`` runs it in a fresh
 process pointed at the Hub it pushed to (empty cache), so the model really comes back over HTTP.
 """
@@ -82,7 +82,7 @@ def draw(task: str, image, prediction: dict[str, Any]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hf_tasks.demo_predict", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hf_tasks.demo.predict", description=__doc__)
     parser.add_argument("--task", required=True, choices=sorted(PREDICTORS))
     parser.add_argument("--model", required=True, help="Hub repo id or folder")
     parser.add_argument("--dataset", required=True, help="prepared dataset folder or Hub dataset id")

@@ -26,7 +26,7 @@ def write_card(output_dir: str | Path, model_id: str | None = None) -> Path:
     if history:
         plot_curves(history, output_dir / CURVES_FILE)
     if cfg.task == "detection":
-        from hf_tasks.cards_detection import plot_figures
+        from hf_tasks.tasks.detection.card import plot_figures
 
         plot_figures(results, output_dir)
     text = render_card(cfg, results, history, comparison, model_id or str(output_dir),
@@ -37,7 +37,7 @@ def write_card(output_dir: str | Path, model_id: str | None = None) -> Path:
 
 
 def read_run(output_dir: Path) -> tuple[TrainConfig, dict, list, dict | None]:
-    from hf_tasks.run_folder import check_finished
+    from hf_tasks.engine.run_folder import check_finished
 
     check_finished(output_dir, "describe")
     missing = [name for name in ("train_config.yaml", "results.json") if not (output_dir / name).is_file()]
@@ -65,13 +65,13 @@ def render_card(cfg: TrainConfig, results: dict, history: list, comparison: dict
     if not template.is_file():
         raise HfTasksError(f"no model card template for task {cfg.task!r} in {TEMPLATES_DIR}")
     if cfg.task == "detection":
-        from hf_tasks import cards_detection
+        from hf_tasks.tasks.detection.spec import card as cards_detection
 
         context = cards_detection.context(cfg, results, output_dir)
         data, usage = cards_detection.card_data(cfg, results), cards_detection.usage_snippet(model_id,
                                                                                               context["has_pt"])
     elif cfg.task == "captioning":
-        from hf_tasks import cards_captioning
+        from hf_tasks.tasks.captioning.spec import card as cards_captioning
 
         context = cards_captioning.context(cfg, results, output_dir)
         data, usage = cards_captioning.card_data(cfg, results), cards_captioning.usage_snippet(model_id)
@@ -150,7 +150,7 @@ def classification_context(cfg: TrainConfig, results: dict, comparison: dict | N
 def _comparison_section(comparison: dict | None) -> dict | None:
     if not comparison:
         return None
-    from hf_tasks.compare import markdown_table
+    from hf_tasks.tasks.classification.compare import markdown_table
 
     note = (f"the pretrained model's classes are mapped to the labels with `{comparison['label_map']}`."
             if comparison.get("label_map") else "both models predict the dataset's labels.")

@@ -96,7 +96,7 @@ def run_evaluate(args) -> int:
     import json
     from pathlib import Path
 
-    from hf_tasks.loop import make_accelerator, write_json
+    from hf_tasks.engine.loop import make_accelerator, write_json
     from hf_tasks.registry import get_task
     from hf_tasks.trust import LoadPolicy
 

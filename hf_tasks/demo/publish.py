@@ -12,14 +12,14 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from hf_tasks.demo import OFFLINE_ENV
+from hf_tasks.demo.run import OFFLINE_ENV
 
 
 class ServedHub:
-    """The local Hub endpoint (``hf_tasks.hub_server``) on a free loopback port, storing repos under ``root``."""
+    """The local Hub endpoint (``hf_tasks.hub.server``) on a free loopback port, storing repos under ``root``."""
 
     def __init__(self, root: Path, namespace: str):
-        from hf_tasks.hub_server import serve
+        from hf_tasks.hub.server import serve
 
         self.token = "hf_demo_" + secrets.token_hex(16)  # this server accepts only it
         self.namespace, self.home = namespace, root.parent / "hf_home"
@@ -27,7 +27,7 @@ class ServedHub:
         self.where = f"local Hub at {self.handle.url} (repos stored in {root})"
 
     def publish(self, run_dir: Path, repo_name: str) -> str:
-        from hf_tasks.hub import push_run
+        from hf_tasks.hub.push import push_run
 
         repo_id = f"{self.namespace}/{repo_name}"
         with local_endpoint_client():
@@ -71,8 +71,8 @@ class FolderHub:
         self.where = f"folder {root}"
 
     def publish(self, run_dir: Path, repo_name: str) -> str:
-        from hf_tasks.cards import write_card
-        from hf_tasks.hub import files_to_push
+        from hf_tasks.cards.render import write_card
+        from hf_tasks.hub.push import files_to_push
 
         dest = self.root / self.namespace / repo_name
         write_card(run_dir, model_id=str(dest))

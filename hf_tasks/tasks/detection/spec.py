@@ -2,7 +2,7 @@
 
 Only glue lives here; the parts are ultralytics' own: ``DetectionModel`` (from a yaml or a ``.pt``), its
 ``v8DetectionLoss`` (gains box/cls/dfl from its default cfg unless ``model.config.hyp`` says otherwise), its
-``YOLODataset`` augmentation pipeline fed from our Arrow splits (``hf_tasks.yolo_data``), its ``collate_fn``, its
+``YOLODataset`` augmentation pipeline fed from our Arrow splits (``hf_tasks.tasks.detection.yolo_data``), its ``collate_fn``, its
 NMS and its ``ModelEMA`` (through ``TrainHooks``). mAP comes from the project's ``coco_map`` metric.
 
 ``model.config`` keys (all optional):
@@ -120,7 +120,7 @@ def objects_column(cfg: TrainConfig) -> str:
 def load_data(cfg: TrainConfig) -> TaskData:
     """Open the prepared dataset; every split must have images, an objects column and the same class list."""
     from hf_tasks.tasks.columns import check_image_column, mismatch, objects_problem
-    from hf_tasks.yolo_data import category_names
+    from hf_tasks.tasks.detection.yolo_data import category_names
 
     data, column = cfg.data, objects_column(cfg)
     dataset_dict, splits = open_run_splits(data)
@@ -152,9 +152,9 @@ def class_map(model_names: list[str], dataset_names: list[str]) -> list[int]:
 
 
 def make_dataset(split, bundle: ModelBundle, cfg: TrainConfig, data: TaskData, train: bool):
-    """ultralytics' dataset/augmentation over one Arrow split (see ``hf_tasks.yolo_data``)."""
+    """ultralytics' dataset/augmentation over one Arrow split (see ``hf_tasks.tasks.detection.yolo_data``)."""
     from hf_tasks.models.yolo import ultralytics_hyperparameters
-    from hf_tasks.yolo_data import ArrowYOLODataset
+    from hf_tasks.tasks.detection.yolo_data import ArrowYOLODataset
 
     settings: DetectionSettings = bundle.processor
     hyp = settings.hyp or ultralytics_hyperparameters()
@@ -169,7 +169,7 @@ def make_dataset(split, bundle: ModelBundle, cfg: TrainConfig, data: TaskData, t
 
 
 def collate(samples: list[dict]) -> dict:
-    from hf_tasks.yolo_data import collate as yolo_collate
+    from hf_tasks.tasks.detection.yolo_data import collate as yolo_collate
 
     return yolo_collate(samples)
 
@@ -200,7 +200,7 @@ def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
 def _run_head_check(cfg: TrainConfig, dataset_names: list[str]):
     """For a ``.pt`` exported by an hf-tasks run: its classes must be the dataset's, unless the user asks for a new
     head (``model.reset_head``) or to keep them and append new ones (``keep_coco_classes``)."""
-    from hf_tasks.heads import check_head_labels, is_run
+    from hf_tasks.tasks.labels import check_head_labels, is_run
 
     name = cfg.model.name
     if cfg.model.reset_head or cfg.model.config.get("keep_coco_classes") or not Path(name).is_file() or \
@@ -244,7 +244,7 @@ def save_model(bundle: ModelBundle, path: Path, data: TaskData) -> None:
 
 
 def save_prediction_grid(detector, split, path: Path, count: int = 8) -> None:
-    from hf_tasks.detection_plots import plot_prediction_grid
+    from hf_tasks.tasks.detection.plots import plot_prediction_grid
 
     images = [to_rgb(split[i]["image"]) for i in range(min(count, len(split)))]
     predictions = detector.predict_images(images, conf=0.25)
@@ -297,7 +297,7 @@ def compute_metrics(outputs: list[dict], data: TaskData) -> dict[str, Any]:
     curve for the card."""
     import numpy as np
 
-    from hf_tasks.detection_plots import pr_curve
+    from hf_tasks.tasks.detection.plots import pr_curve
     from hf_tasks.metrics import load_metric
 
     names = data.info["label_names"]

@@ -13,8 +13,8 @@ import re
 
 from fastapi import Request
 
-from hf_tasks.hub_server import Hub, base_url, json_response, raw_segments, repo_type_of, split_revision
-from hf_tasks.hub_storage import HubError, is_lfs
+from hf_tasks.hub.server import Hub, base_url, json_response, raw_segments, repo_type_of, split_revision
+from hf_tasks.hub.storage import HubError, is_lfs
 
 
 def add_transfer_routes(app, hub: Hub) -> None:

@@ -19,15 +19,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from hf_tasks import checkpoint as ckpt
-from hf_tasks import run_folder
+from hf_tasks.engine import checkpoint as ckpt
+from hf_tasks.engine import run_folder
 from hf_tasks.config import TrainConfig
 from hf_tasks.errors import HfTasksError
-from hf_tasks.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
-from hf_tasks.optim import build_optimizer, build_scheduler
-from hf_tasks.preemption import Preempted, stop_on_signals
+from hf_tasks.engine.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
+from hf_tasks.engine.optim import build_optimizer, build_scheduler
+from hf_tasks.engine.preemption import Preempted, stop_on_signals
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks, get_task
-from hf_tasks.runtime import keep_freed_memory
+from hf_tasks.engine.accelerator import keep_freed_memory
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Run:
     train_dataset: Any
     total_steps: int
     output_dir: Path
-    stop_flag: Any = None  # hf_tasks.preemption.StopFlag while training
+    stop_flag: Any = None  # hf_tasks.engine.preemption.StopFlag while training
     hooks: TrainHooks = field(default_factory=TrainHooks)
     foreign_at_start: set[str] = field(default_factory=set)  # entries of output_dir that are not the run's
 
@@ -113,7 +113,7 @@ def train_in(cfg: TrainConfig, accelerator) -> dict[str, Any]:
         train_epochs(run, state)
     results = finish(run, state)
     if cfg.push_to_hub and accelerator.is_main_process:
-        from hf_tasks.hub import push_run
+        from hf_tasks.hub.push import push_run
 
         push_run(output_dir, cfg.push_to_hub, private=cfg.hub_private, revision=cfg.hub_revision)
     accelerator.wait_for_everyone()
@@ -367,7 +367,7 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
         write_json(run.output_dir / "results.json", results)
         write_json(run.output_dir / "log_history.json", state.log_history)
         run_folder.mark_finished(run.output_dir)
-        from hf_tasks.cards import write_card
+        from hf_tasks.cards.render import write_card
 
         write_card(run.output_dir)
         run_folder.record_outputs(run.output_dir, run.foreign_at_start)

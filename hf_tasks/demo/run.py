@@ -246,7 +246,7 @@ def run_job(job: Job, out: Path, hub, progress: Progress, args) -> Outcome:
 
 
 def write_card_of(outcome: Outcome) -> None:
-    from hf_tasks.cards import write_card
+    from hf_tasks.cards.render import write_card
 
     print(f"wrote {write_card(outcome.run_dir)}")
 
@@ -283,7 +283,7 @@ def load_back(job: Job, outcome: Outcome, out: Path, hub) -> None:
     split = data_cfg.get("test_split") or data_cfg.get("eval_split") or data_cfg["train_split"]
     image = out / "report" / f"{job.repo_name}-heldout.png"
     image.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "hf_tasks.demo_predict", "--task", job.task, "--model", outcome.repo,
+    cmd = [sys.executable, "-m", "hf_tasks.demo.predict", "--task", job.task, "--model", outcome.repo,
            "--dataset", str(job.dataset), "--split", split, "--image-column", data_cfg["image_column"],
            "--label-column", data_cfg["label_column"], "--image-out", str(image)]
     log = out / "logs" / f"{job.repo_name}-predict.log"
@@ -300,7 +300,7 @@ def load_back(job: Job, outcome: Outcome, out: Path, hub) -> None:
 
 def run(argv: list[str]) -> int:
     """``hf-tasks demo``: exit 0 when every job finished and passed its bar, 1 otherwise (the table says which)."""
-    from hf_tasks.demo_report import summary_table, write_report
+    from hf_tasks.demo.report import summary_table, write_report
 
     args, overrides = build_parser().parse_known_args(argv)
     if args.num_processes < 1:
@@ -310,7 +310,7 @@ def run(argv: list[str]) -> int:
     prepare_out(out, args.overwrite)
     started = time.monotonic()
     progress = Progress(sum(len(STAGES) - (job.build_args is None) for job in jobs))
-    from hf_tasks.demo_publish import FolderHub, ServedHub
+    from hf_tasks.demo.publish import FolderHub, ServedHub
 
     hub = FolderHub(Path(args.hub_dir), args.namespace) if args.hub_dir else ServedHub(out / "hub", args.namespace)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hf_tasks.demo import Outcome
+    from hf_tasks.demo.run import Outcome
 
 # results.json key -> short name, first one is the headline metric of the task
 HEADLINE = {"classification": [("test_accuracy", "accuracy"), ("test_macro_f1", "macro F1")],

@@ -140,7 +140,7 @@ def preprocess(processor, image) -> torch.Tensor:
 
 
 def make_dataset(split, bundle: ModelBundle, cfg: TrainConfig, data: TaskData, train: bool):
-    from hf_tasks.augment import build_augmentation
+    from hf_tasks.tasks.classification.augment import build_augmentation
 
     augment = build_augmentation(cfg.data.augment.resolved()) if train else None
     return ClassificationDataset(split, bundle.processor, cfg.data.image_column, cfg.data.label_column,
@@ -166,7 +166,7 @@ def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
     else:
         model, processor = _build_transformers(cfg, label_kwargs)
     if cfg.model.checkpoint:
-        from hf_tasks.weights import load_checkpoint
+        from hf_tasks.tasks.classification.start_weights import load_checkpoint
 
         load_checkpoint(model, classifier_head(model), cfg.model.checkpoint, cfg.model.trust_pickle,
                         cfg.model.reset_head)
@@ -228,7 +228,7 @@ def _build_transformers(cfg: TrainConfig, label_kwargs: dict):
 
 def _from_pretrained(model_class, name: str, cfg: TrainConfig, label_kwargs: dict):
     """Pretrained weights with a head sized to the dataset's labels: a new one for a pretrained backbone; a
-    fine-tuned run's own one only if its labels are the dataset's (``hf_tasks.heads``)."""
+    fine-tuned run's own one only if its labels are the dataset's (``hf_tasks.tasks.labels``)."""
     policy = LoadPolicy.of(cfg.model)
     _check_run_labels(name, cfg, list(label_kwargs["id2label"].values()), policy)
     return _hub_call(model_class.from_pretrained, name, ignore_mismatched_sizes=True, **policy.model_kwargs(),
@@ -238,7 +238,7 @@ def _from_pretrained(model_class, name: str, cfg: TrainConfig, label_kwargs: dic
 def _check_run_labels(name: str, cfg: TrainConfig, labels: list[str], policy: LoadPolicy) -> None:
     from transformers import AutoConfig
 
-    from hf_tasks.heads import check_head_labels, is_run
+    from hf_tasks.tasks.labels import check_head_labels, is_run
 
     if cfg.model.reset_head or not is_run(name, cfg.model.revision):
         return

@@ -18,7 +18,7 @@ PREDICTIONS_FILE = "predictions.png"  # written by the task's save_model (it nee
 
 def plot_figures(results: dict, output_dir: Path) -> None:
     """PR curve and per-class AP bars of the test split, when the run has test results."""
-    from hf_tasks.detection_plots import plot_per_class_ap, plot_pr_curve
+    from hf_tasks.tasks.detection.plots import plot_per_class_ap, plot_pr_curve
 
     names = results.get("test_per_class_names")
     if not names:

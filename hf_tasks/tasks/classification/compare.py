@@ -77,8 +77,8 @@ def resolve_groups(mapping: dict[str, list], dataset_labels: list[str], config) 
 
 
 def run_compare(args) -> int:
-    from hf_tasks.evaluation import check_same_labels, evaluate_bundle, evaluation_config
-    from hf_tasks.loop import make_accelerator, write_json
+    from hf_tasks.engine.evaluation import check_same_labels, evaluate_bundle, evaluation_config
+    from hf_tasks.engine.loop import make_accelerator, write_json
     from hf_tasks.registry import get_task
     from hf_tasks.trust import LoadPolicy
 
@@ -102,14 +102,14 @@ def run_compare(args) -> int:
             write_json(output, result)
             print(f"wrote {output}")
             if (output.parent / "results.json").is_file() and output.name == "comparison.json":
-                from hf_tasks.cards import write_card
+                from hf_tasks.cards.render import write_card
 
                 print(f"updated {write_card(output.parent)}")
     return 0
 
 
 def evaluate_baseline(accelerator, spec, cfg, data, args, policy) -> dict[str, Any]:
-    from hf_tasks.evaluation import evaluate_bundle
+    from hf_tasks.engine.evaluation import evaluate_bundle
 
     bundle = spec.load_model(args.baseline, policy)
     if bundle.label_names == data.info["label_names"]:

@@ -1,0 +1,5 @@
+"""The classification task: everything of it lives in this folder; ``spec`` is its one registration."""
+
+from hf_tasks.tasks.classification.spec import SPEC
+
+__all__ = ["SPEC"]
