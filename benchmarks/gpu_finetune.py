@@ -104,8 +104,8 @@ def build_data(work: Path, args) -> Path:
 
 
 def train_ours(args, device) -> list[float]:
-    from hf_tasks.config import load_config
-    from hf_tasks.engine.loop import train
+    from hf_tasks.registry import load_config
+    from hf_tasks.train import train
 
     work = Path(args.work)
     cfg = load_config(None, [

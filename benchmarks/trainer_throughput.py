@@ -53,7 +53,7 @@ def build_data(work: Path, args) -> Path:
 
 
 def our_config(dataset: Path, out: Path, args):
-    from hf_tasks.config import load_config
+    from hf_tasks.registry import load_config
 
     return load_config(None, [
         "--task", "classification", "--data.dataset", str(dataset), "--output-dir", str(out), "--overwrite",
@@ -66,7 +66,7 @@ def our_config(dataset: Path, out: Path, args):
 
 
 def train_ours(dataset: Path, out: Path, args) -> list[float]:
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
 
     stamps = step_clock()
     train(our_config(dataset, out, args))

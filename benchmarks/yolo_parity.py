@@ -90,7 +90,7 @@ def train_ours(dataset: Path, out: Path, args) -> dict:
 
     import hf_tasks.engine.loop as loop
     import hf_tasks.tasks.detection.yolo_data  # noqa: F401  (ultralytics and our models imported before the clock, as for theirs)
-    from hf_tasks.config import load_config
+    from hf_tasks.registry import get_task, load_config
 
     torch.set_num_threads(args.threads)
     if args.ours_glibc_defaults:  # measure the loop without its malloc setting (hf_tasks.engine.accelerator)
@@ -110,7 +110,7 @@ def train_ours(dataset: Path, out: Path, args) -> dict:
         "--data.num_workers", str(args.workers), "--optim.lr", str(args.lr),
         "--model.config", f"{{hyp: {{close_mosaic: {args.close_mosaic}, cache: {args.cache}}}}}"])
     started = time.perf_counter()
-    loop.train(cfg)
+    loop.train(cfg, get_task(cfg.task))
     return {"epoch_s": timer.seconds, "epoch_page_faults": timer.faults, "wall_s": time.perf_counter() - started,
             "threads": torch.get_num_threads()}
 
@@ -167,15 +167,16 @@ def train_ultralytics(data_yaml: Path, project: Path, args) -> dict:
 
 def evaluate_same_way(detector, dataset: Path, batch: int) -> dict:
     """Our predict (NMS conf 0.001, iou 0.7) + coco_map on the validation split, for either model."""
-    from hf_tasks.engine.evaluation import evaluate_bundle, evaluation_config
-    from hf_tasks.engine.loop import make_accelerator
+    from hf_tasks.config import evaluation_config
+    from hf_tasks.engine.evaluation import evaluate_bundle
+    from hf_tasks.engine.accelerator import make_accelerator
     from hf_tasks.registry import ModelBundle, get_task
-    from hf_tasks.tasks.detection.spec import DetectionSettings
+    from hf_tasks.tasks.detection.model import DetectionSettings
 
     cfg = evaluation_config("detection", str(dataset), "validation", batch)
     spec = get_task("detection")
     data = spec.load_data(cfg)
-    bundle = ModelBundle(detector, DetectionSettings(imgsz=detector.imgsz), list(detector.names))
+    bundle = ModelBundle(detector, None, list(detector.names), settings=DetectionSettings(imgsz=detector.imgsz))
     metrics = evaluate_bundle(make_accelerator(cfg), spec, bundle, cfg, data, "validation", desc="val")
     return {"map": round(metrics["map"], 4), "map_50": round(metrics["map_50"], 4)}
 

@@ -7,11 +7,11 @@ this package (e.g. to build the CLI parser) stays cheap and side-effect free.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from types import ModuleType
 
 from hf_tasks.errors import DataError
+from hf_tasks.util import nearest
 
 #: source name → module (relative to this package). Each module exposes
 #: ``add_arguments(parser)`` and ``build(args) -> BuildResult``.
@@ -31,8 +31,8 @@ def get_source(name: str) -> ModuleType:
     """Import and return the build module for ``name``; unknown names fail with the nearest known one."""
     if name not in SOURCES:
         known = ", ".join(sorted(SOURCES))
-        close = difflib.get_close_matches(name, list(SOURCES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = nearest(name, SOURCES)
+        hint = f" Did you mean {close!r}?" if close else ""
         raise DataError(f"Unknown dataset source {name!r}.{hint} Known sources: {known}.")
     return importlib.import_module(SOURCES[name])
 

@@ -15,7 +15,6 @@ for training (a reduced download) is refused; the per-class counts are printed. 
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
 from collections import Counter
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from hf_tasks.errors import DataError
+from hf_tasks.util import nearest
 
 from .captions_common import UNSAFE_NAME, contained, is_file, read_text, unsafe_reason
 from .common import (
@@ -129,8 +129,8 @@ def select_classes(spec: str | None, wnids: list[str], seed: int) -> tuple[list[
     names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in wnids]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], wnids, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = nearest(unknown[0], wnids)
+        hint = f" Did you mean {close!r}?" if close else ""
         raise DataError(f"--classes: {', '.join(unknown)} not in wnids.txt.{hint} Give N or a comma list of wnids.")
     return sorted({wnids.index(n) for n in names}), "named wnids"
 

@@ -8,21 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable
 
-from hf_tasks.errors import HfTasksError
-
-
-def guarded(fn: Callable[..., int], *args) -> int:
-    """Run ``fn`` turning user errors into one message; real bugs keep their traceback."""
-    try:
-        return fn(*args)
-    except HfTasksError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", 2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+from hf_tasks.errors import HfTasksError, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +38,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--model", required=True, help="output folder of a run, or a Hub id")
     p.add_argument("--dataset", required=True, help="prepared dataset folder or Hub dataset id")
     p.add_argument("--split", default="test")
-    p.add_argument("--task", default="classification")
+    p.add_argument("--task", default="classification", help="a built-in task (a folder of hf_tasks/tasks/) or the "
+                                                             "import path of a task module")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-column", default="image")
     p.add_argument("--label-column", default="label")
@@ -95,7 +83,7 @@ def dispatch(argv: list[str]) -> int:
 
         return run_build_dataset(args)
     if args.command == "evaluate":
-        from hf_tasks.engine.evaluation import run_evaluate
+        from hf_tasks.evaluate import run as run_evaluate
 
         return run_evaluate(args)
     if args.command == "compare":

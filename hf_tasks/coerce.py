@@ -104,7 +104,6 @@ def is_number(text: str) -> bool:
 
 
 def suggest(value: str, valid: list[str]) -> str:
-    import difflib
+    from hf_tasks.util import did_you_mean
 
-    close = difflib.get_close_matches(value, valid, n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(value, valid, cutoff=0.5)

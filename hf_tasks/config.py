@@ -8,8 +8,6 @@ a training run. A ``None`` default means "the model's (or task's) own default".
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,19 @@ import yaml
 
 from hf_tasks.coerce import coerce, is_number
 from hf_tasks.errors import ConfigError
+from hf_tasks.util import nearest
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
+MODEL_OPTIONS = "model.config"  # the task-typed mapping: its keys come from the task's option schema
+
+#: The Keras cats-vs-dogs recipe (``ImageDataGenerator(rotation_range=40, width_shift_range=0.2, ...)``).
+KERAS_PRESET: dict[str, Any] = dict(
+    rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2, zoom=0.2, hflip=True, fill_mode="nearest"
+)
+#: Everything off.
+NO_AUGMENT: dict[str, Any] = dict(
+    rotation=0, width_shift=0, height_shift=0, shear=0, zoom=0, hflip=False, fill_mode="nearest"
+)
 
 
 @dataclass
@@ -38,8 +47,6 @@ class AugmentConfig:
 
     def resolved(self) -> dict[str, Any]:
         """The effective parameters: explicit fields win over the preset's values."""
-        from hf_tasks.tasks.classification.augment import KERAS_PRESET, NO_AUGMENT
-
         base = dict(KERAS_PRESET if self.preset == "keras" else NO_AUGMENT)
         for key in base:
             value = getattr(self, key)
@@ -151,8 +158,10 @@ class TrainConfig:
 # ----------------------------------------------------------------------------------------------- building
 
 
-def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Build a config from a recipe (path or packaged name) and ``--key value`` overrides, then validate it."""
+def read_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """A config from a recipe (path or packaged name) and ``--key value`` overrides, with every generic key
+    validated. ``model.config`` stays the raw mapping (recipe values merged with the overrides): its schema is the
+    task's, applied by ``hf_tasks.registry.load_config``, the function most callers want."""
     raw: dict[str, Any] = {}
     if recipe:
         raw = read_recipe(recipe)
@@ -161,6 +170,13 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
         set_value(cfg, key, value)
     validate(cfg)
     return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Every generic key's checks (``hf_tasks.validation``), before any model is built."""
+    from hf_tasks.validation import validate as check
+
+    check(cfg)
 
 
 def read_recipe(recipe: str | Path) -> dict[str, Any]:
@@ -216,7 +232,7 @@ def resolve_key(key: str) -> str:
     """Map a CLI key to its dotted name: dashes become underscores, a unique leaf name finds its section."""
     key = key.lstrip("-").replace("-", "_")
     keys = all_keys()
-    if key in keys:
+    if key in keys or key.startswith(MODEL_OPTIONS + "."):
         return key
     matches = [k for k in keys if k.rsplit(".", 1)[-1] == key]
     if len(matches) == 1:
@@ -248,13 +264,58 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
 
 
 def set_value(cfg: TrainConfig, dotted: str, value: Any) -> None:
-    """Set a dotted key on ``cfg``, coercing ``value`` (often a CLI string) to the field's type."""
+    """Set a dotted key on ``cfg``, coercing ``value`` (often a CLI string) to the field's type.
+
+    ``model.config`` is merged, never replaced: ``--model.config '{dropout: 0.2}'`` and ``--model.config.dropout 0.2``
+    both change that one key of the recipe's mapping (the task's option schema types and checks it later).
+    """
+    from_cli = isinstance(value, str)
+    if dotted == MODEL_OPTIONS or dotted.startswith(MODEL_OPTIONS + "."):
+        path = [part for part in dotted[len(MODEL_OPTIONS):].split(".") if part]
+        parsed = coerce(value, dict, dotted, from_cli=from_cli) if not path else \
+            (_yaml_scalar(value) if from_cli else value)
+        cfg.model.config = merge_options(cfg.model.config, parsed, path)
+        return
     *sections, leaf = dotted.split(".")
     target = cfg
     for section in sections:
         target = getattr(target, section)
     hint = typing.get_type_hints(type(target))[leaf]
-    setattr(target, leaf, coerce(value, hint, dotted, from_cli=isinstance(value, str)))
+    setattr(target, leaf, coerce(value, hint, dotted, from_cli=from_cli))
+
+
+def merge_options(base: dict[str, Any], value: Any, path: list[str]) -> dict[str, Any]:
+    """``base`` with ``value`` set at ``path``, as a JSON merge patch (RFC 7386): a mapping is merged key by key
+    into what is there, and ``null`` removes a key (``--model.config.encoder null``)."""
+    if not path:
+        if not isinstance(value, dict):
+            return value
+        merged = dict(base)
+        for key, inner in value.items():
+            merged = merge_options(merged, inner, [str(key)])
+        return merged
+    head, *rest = path
+    if value is None and not rest:
+        return {k: v for k, v in base.items() if k != head}
+    inner = base.get(head)
+    return {**base, head: merge_options(inner if isinstance(inner, dict) else {}, value, rest)}
+
+
+def resolve_options(model: ModelConfig, options: type | None) -> None:
+    """Check ``model.config`` against the task's option dataclass: unknown keys fail naming the nearest one, values
+    are coerced to the field types, and the mapping keeps only what is set (``None`` means the model's default).
+    Without a schema (``options`` is None) the mapping is left to the model's own config class to check."""
+    if options is None:
+        return
+    parsed = from_dict(options, model.config, prefix=MODEL_OPTIONS + ".")
+    model.config = {k: v for k, v in dataclasses.asdict(parsed).items() if v is not None}
+
+
+def _yaml_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 # names users bring from transformers' TrainingArguments and timm's train.py
@@ -279,94 +340,15 @@ def _hint(key: str, valid: list[str], prefix: str = "") -> str:
         matches = [v for v in valid if v.rsplit(".", 1)[-1] == alias]
         if matches:
             return f"; did you mean {prefix + matches[0]!r}?"
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    close = nearest(key, valid, cutoff=0.5)
     if not close and "." in key:
-        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1, cutoff=0.5)
-    return f"; did you mean {prefix + close[0]!r}?" if close else ""
+        close = nearest(key.rsplit(".", 1)[-1], valid, cutoff=0.5)
+    return f"; did you mean {prefix + close!r}?" if close else ""
 
 
-# ----------------------------------------------------------------------------------------------- validation
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Fail fast, naming the key, on values that would only break later (before any model is built)."""
-    check_finite(cfg)
-    checks = [
-        (cfg.epochs >= 1, "epochs", "must be >= 1"),
-        (cfg.max_steps is None or cfg.max_steps >= 1, "max_steps", "must be >= 1"),
-        (cfg.batch_size >= 1, "batch_size", "must be >= 1"),
-        (cfg.eval_batch_size is None or cfg.eval_batch_size >= 1, "eval_batch_size", "must be >= 1"),
-        (cfg.grad_accum >= 1, "grad_accum", "must be >= 1"),
-        (cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1"),
-        (cfg.checkpoint_every is None or cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1"),
-        (cfg.early_stopping_patience is None or cfg.early_stopping_patience >= 1, "early_stopping_patience",
-         "must be >= 1"),
-        (cfg.log_every >= 1, "log_every", "must be >= 1"),
-        (0 <= cfg.max_skipped_fraction <= 1, "max_skipped_fraction", "must be in [0, 1]"),
-        (cfg.push_to_hub is None or cfg.push_to_hub.count("/") == 1, "push_to_hub", "must be a repo id user/name"),
-        (bool(cfg.data.dataset), "data.dataset", "is required: a dataset folder built by `hf-tasks build-dataset` "
-                                                 "or a Hub dataset id"),
-        (cfg.data.image_size is None or cfg.data.image_size >= 8, "data.image_size", "must be >= 8"),
-        (cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0"),
-        (cfg.optim.lr > 0, "optim.lr", "must be > 0"),
-        (cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0"),
-        (0 <= cfg.optim.momentum < 1, "optim.momentum", "must be in [0, 1)"),
-        (0 <= cfg.optim.warmup_ratio < 1, "optim.warmup_ratio", "must be in [0, 1)"),
-        (cfg.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0"),
-        (0 < cfg.optim.gamma <= 1, "optim.gamma", "must be in (0, 1]"),
-        (cfg.optim.max_grad_norm is None or cfg.optim.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0"),
-        (len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
-         "must be two numbers in [0, 1)"),
-        (all(e >= 1 for e in cfg.optim.step_epochs), "optim.step_epochs", "must list epochs >= 1"),
-        (cfg.optim.scheduler != "step" or bool(cfg.optim.step_epochs), "optim.step_epochs",
-         "must list at least one epoch for the step scheduler"),
-        (cfg.early_stopping_patience is None or cfg.data.eval_split is not None, "early_stopping_patience",
-         "needs data.eval_split"),
-    ]
-    for ok, key, message in checks:
-        if not ok:
-            raise ConfigError(f"{key!r} {message} (got {_get(cfg, key)!r})")
-    _validate_environment(cfg)
-    from hf_tasks.trust import validate_trust
-
-    validate_trust(cfg.model)
-    from hf_tasks.registry import get_task
-
-    get_task(cfg.task).validate(cfg)
-
-
-def check_finite(section: Any, prefix: str = "") -> None:
-    """Every float setting (``float``, ``float | None``, ``list[float]``) must hold finite numbers.
-
-    NaN and inf slip through range checks such as ``lr > 0`` (inf is > 0) and would only break training later, so
-    they are refused here for every float field of the typed config, present and future, naming the key.
-    """
-    hints = typing.get_type_hints(type(section))
-    for f in dataclasses.fields(section):
-        hint, value, key = hints[f.name], getattr(section, f.name), prefix + f.name
-        if dataclasses.is_dataclass(hint):
-            check_finite(value, f"{key}.")
-        elif float in (hint, *typing.get_args(hint)):
-            values = value if isinstance(value, list) else [value]
-            if not all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in values):
-                what = "finite numbers" if isinstance(value, list) else "a finite number"
-                raise ConfigError(f"{key!r} must be {what} (got {value!r})")
-
-
-def _validate_environment(cfg: TrainConfig) -> None:
-    if cfg.mixed_precision == "fp16":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("'mixed_precision' fp16 needs a CUDA GPU; use bf16 on the CPU, or no")
-    unknown = [t for t in cfg.report_to if t not in ("tensorboard", "wandb", "mlflow", "comet_ml", "aim",
-                                                     "clearml", "dvclive", "trackio", "all")]
-    if unknown:
-        raise ConfigError(f"'report_to' has unknown trackers {unknown}; accelerate knows tensorboard, wandb, "
-                          "mlflow, comet_ml, aim, clearml, dvclive, trackio")
-
-
-def _get(cfg: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
+def evaluation_config(task: str, dataset: str, split: str, batch_size: int, image_column: str = "image",
+                      label_column: str = "label") -> TrainConfig:
+    """A TrainConfig that reads one split for evaluation (the loaders and Accelerator come from it)."""
+    data = DataConfig(dataset=dataset, train_split=split, eval_split=None, test_split=None,
+                      image_column=image_column, label_column=label_column)
+    return TrainConfig(task=task, batch_size=batch_size, data=data)

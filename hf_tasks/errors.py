@@ -11,3 +11,17 @@ class ConfigError(HfTasksError):
 
 class DataError(HfTasksError):
     """Raw or prepared data that cannot be used as given."""
+
+
+def guarded(fn, *args) -> int:
+    """Run ``fn`` turning user errors into one ``error:`` line (exit status 2); real bugs keep their traceback."""
+    import sys
+
+    try:
+        return fn(*args)
+    except HfTasksError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -2,14 +2,20 @@
 
 Also reached as ``hf-tasks train``. Overrides use the config's dotted names (``--optim.lr 3e-4``), a unique leaf
 name (``--lr 3e-4``), or ``key=value``; dashes and underscores are interchangeable (``--report-to tensorboard``).
+A task's model options are reachable the same way (``--model.config.dropout 0.2``) and merge into the recipe's.
+
+Orchestration only: config → the task's spec and checks → ``hf_tasks.engine`` trains → card → push.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from hf_tasks.config import load_config
+from hf_tasks.config import TrainConfig
+from hf_tasks.errors import guarded
+from hf_tasks.registry import check_task, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +28,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train(cfg: TrainConfig, spec=None) -> dict[str, Any]:
+    """Train one run: the task's checks, the engine's loop (which writes the card through ``describe``), then the
+    push on the main process when ``push_to_hub`` names a repo. ``spec`` replaces the task's registered spec (tests
+    use it to change one part of a task)."""
+    from hf_tasks.cards.render import write_card
+    from hf_tasks.engine.loop import train as train_run
+
+    checked = check_task(cfg)
+    results = train_run(cfg, spec or checked, describe=write_card)
+    if cfg.push_to_hub and _is_main_process():
+        from hf_tasks.hub.push import push_run
+
+        push_run(cfg.output_dir, cfg.push_to_hub, private=cfg.hub_private, revision=cfg.hub_revision)
+    return results
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def run(argv: list[str]) -> int:
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
@@ -31,15 +59,11 @@ def run(argv: list[str]) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
-    from hf_tasks.engine.loop import train
-
     train(cfg)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hf_tasks.cli import guarded
-
     return guarded(run, sys.argv[1:] if argv is None else argv)
 
 

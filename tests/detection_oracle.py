@@ -81,7 +81,6 @@ class OracleDetector(torch.nn.Module):
         super().__init__()
         self.answers, self.anchors = answers, anchors
         self.model = torch.nn.Module()  # what predict reads ``end2end`` from, as on a YOLO DetectionModel
-        self.nms = {"conf": 0.25, "iou": 0.7, "max_det": 300}
         self.unused = torch.nn.Parameter(torch.zeros(1))  # DDP wraps only modules with trainable parameters
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -95,14 +94,13 @@ class OracleDetector(torch.nn.Module):
 
 def oracle_evaluate(dataset: str, mode: str) -> dict:
     """Evaluate the test split with the oracle, on however many processes this runs under."""
-    from hf_tasks.config import load_config
+    from hf_tasks.engine.accelerator import make_accelerator
     from hf_tasks.engine.evaluation import evaluate, make_loader
-    from hf_tasks.engine.loop import make_accelerator
-    from hf_tasks.registry import get_task
+    from hf_tasks.registry import get_task, load_config
 
     cfg = load_config(None, ["--task", "detection", "--model.name", "yolov8n.yaml", "--data.image_size", str(IMGSZ),
                              "--data.dataset", dataset, "--batch-size", "3", "--model.config",
-                             "{width_multiple: 0.0625, max_channels: 64, plots: false}"])
+                             "{width_multiple: 0.0625, max_channels: 64, plots: false, conf: 0.25}"])
     spec, accelerator = get_task("detection"), make_accelerator(cfg)
     data = spec.load_data(cfg)
     bundle = spec.build_model(cfg, data)
@@ -112,7 +110,7 @@ def oracle_evaluate(dataset: str, mode: str) -> dict:
         for i in range(len(batch["img"])):
             answers[image_key(batch["img"][i])] = answer_rows(batch, i, mode)
     model, loader = accelerator.prepare(OracleDetector(answers), make_loader(split, 3, spec.collate))
-    return evaluate(accelerator, model, loader, spec, data, desc="oracle")
+    return evaluate(accelerator, model, loader, spec, data, bundle, desc="oracle")
 
 
 def main(argv: list[str]) -> int:

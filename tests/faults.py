@@ -47,8 +47,8 @@ def task_args(task: str, dataset: Path, out: Path, *extra: str) -> list[str]:
 
 
 def train(task: str, dataset: Path, out: Path, *extra: str) -> dict:
-    from hf_tasks.config import load_config
-    from hf_tasks.engine.loop import train as run
+    from hf_tasks.registry import load_config
+    from hf_tasks.train import train as run
 
     return run(load_config(None, task_args(task, dataset, out, *extra)))
 
@@ -79,7 +79,7 @@ class InfGradient(torch.autograd.Function):
 
 def poison(monkeypatch, task: str, at_call: int, kind: str) -> None:
     """Make the ``at_call``-th forward of ``task`` return a NaN/inf loss, or a finite loss with an inf gradient."""
-    import hf_tasks.engine.loop as loop
+    import hf_tasks.registry as registry
     from hf_tasks.registry import get_task
 
     spec, calls = get_task(task), {"n": 0}
@@ -94,7 +94,7 @@ def poison(monkeypatch, task: str, at_call: int, kind: str) -> None:
         weight = next(p for p in model.parameters() if p.requires_grad)
         return {"loss": out["loss"] + InfGradient.apply(weight)}
 
-    monkeypatch.setattr(loop, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
+    monkeypatch.setattr(registry, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from hf_tasks.errors import ConfigError
 from tests.helpers import build_dataset, read_json, run_launch, subprocess_env
 
@@ -51,7 +51,7 @@ def captions_data(tmp_path_factory):
 @pytest.fixture(scope="module", params=sorted(TINY))
 def trained(request, captions_data, tmp_path_factory):
     """A tiny model of each architecture trained in-process for 2 steps (evaluated on validation and test)."""
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
 
     out = tmp_path_factory.mktemp(request.param) / "run"
     results = train(load_config(None, args(captions_data, out, request.param, "--max-steps", "2")))
@@ -268,7 +268,7 @@ def test_pretrained_encoder_and_decoder_load_from_names(local_pretrained, captio
     come from the checkpoints; the decoder's tied output embeddings are untied so best weights restore exactly."""
     from safetensors.torch import load_file
 
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
 
     config = (f"{{encoder: {{name: {local_pretrained / 'vit'}}}, decoder: {{name: {local_pretrained / 'gpt2'}}},"
               " tokenizer: {max_length: 12}, generation: {num_beams: 2, max_new_tokens: 6}}")

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from tests.helpers import read_json, subprocess_env
 
 
 @pytest.fixture(scope="module")
 def trained_cnn(shapes_classification, tmp_path_factory):
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
 
     out = tmp_path_factory.mktemp("card") / "shapes_cnn"
     train(load_config(None, ["--data.dataset", str(shapes_classification), "--output-dir", str(out),
@@ -79,3 +79,47 @@ def test_card_of_an_unfinished_folder_is_a_clear_error(tmp_path, capsys):
 
     assert main(["card", str(tmp_path)]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
+
+
+def test_card_code_names_no_task():
+    """The generic card code takes everything of a task from its spec's ``card``: no task name appears in it."""
+    from pathlib import Path
+
+    import hf_tasks.cards
+    from hf_tasks.registry import builtin_tasks
+
+    sources = {path.name: path.read_text() for path in Path(hf_tasks.cards.__file__).parent.glob("*.py")}
+    for task in builtin_tasks():
+        for quote in ('"', "'"):
+            assert not [name for name, text in sources.items() if f"{quote}{task}{quote}" in text], task
+
+
+def test_curves_show_the_main_metric_and_the_headline_numbers(tmp_path):
+    from types import SimpleNamespace
+
+    from hf_tasks.cards.render import curve_metrics, plot_curves
+
+    spec = SimpleNamespace(main_metric="score", headline=(("test_score", "score"), ("test_loss", "loss"),
+                                                          ("test_other", "other metric"), ("test_num_samples", "n")))
+    metrics = curve_metrics(spec)
+    assert metrics == [("eval_score", "score"), ("eval_other", "other metric"), ("eval_num_samples", "n")]
+    history = [{"step": 1, "loss": 2.0}, {"step": 2, "eval_loss": 1.5, "eval_score": 0.5, "eval_other": 0.25,
+                                           "eval_num_samples": 30}]
+    plot_curves(history, tmp_path / "curves.png", metrics)
+    assert (tmp_path / "curves.png").is_file()
+
+
+def test_classification_card_reads_the_comparison_of_its_run_folder(tmp_path):
+    import json
+
+    from hf_tasks.config import TrainConfig
+    from hf_tasks.tasks.classification.card import CARD
+
+    cfg, results = TrainConfig(), {"test_accuracy": 0.75, "label_names": ["a", "b"]}
+    assert CARD.context(cfg, results, None)["comparison"] is None
+    assert CARD.context(cfg, results, tmp_path)["comparison"] is None
+    rows = [{"model": "base", "role": "pretrained", "accuracy": 0.5, "macro_f1": 0.4, "num_samples": 9}]
+    (tmp_path / "comparison.json").write_text(json.dumps({"split": "test", "label_map": None, "rows": rows}))
+    section = CARD.context(cfg, results, tmp_path)["comparison"]
+    assert section["split"] == "test" and "| base | pretrained | 0.5000 | 0.4000 | 9 |" in section["table"]
+    assert ("accuracy", "0.7500") in CARD.context(cfg, results, None)["headline"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hf_tasks.cli import main as cli
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from tests.helpers import build_dataset, read_json
 
 TINY_VIT = ["--model.name", "vit-tiny", "--model.pretrained", "false", "--model.config",
@@ -30,7 +30,7 @@ def two_class_folder(tmp_path_factory):
 
 
 def _train(*overrides: str, recipe: str | None = None) -> dict:
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
 
     return train(load_config(recipe, list(overrides)))
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hf_tasks.config import TrainConfig, load_config, parse_overrides, read_recipe
+from hf_tasks.config import TrainConfig, parse_overrides, read_recipe
+from hf_tasks.registry import load_config
 from hf_tasks.errors import ConfigError
 from hf_tasks.engine.optim import lr_factor
 

@@ -18,9 +18,48 @@ BARS = {"classification": ("test_accuracy", 0.95), "detection": ("test_map_50", 
 
 
 def test_each_task_has_its_issue_bar():
-    from hf_tasks.demo.run import PRESETS
+    from hf_tasks.demo.jobs import presets
 
-    assert {task: (preset.bar.metric, preset.bar.threshold) for task, preset in PRESETS.items()} == BARS
+    assert {task: (preset.bar.metric, preset.bar.threshold) for task, preset in presets().items()} == BARS
+    assert list(presets()) == ["captioning", "classification", "detection"]  # builtin_tasks() order, every run
+
+
+def demo_modules() -> dict[str, Path]:
+    folder = Path(__file__).resolve().parents[1] / "hf_tasks" / "demo"
+    return {f"hf_tasks.demo.{path.stem}": path for path in sorted(folder.glob("*.py")) if path.stem != "__init__"}
+
+
+def imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function (a lazy import is an import)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
+
+
+def test_the_demo_knows_no_task_and_imports_in_one_direction():
+    """No task name in the demo's code (tasks plug in through their specs); its modules import neither the CLI
+    (which imports the demo) nor each other in a circle."""
+    import ast
+
+    from hf_tasks.registry import builtin_tasks
+
+    modules = demo_modules()
+    for name, path in modules.items():
+        literals = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)}
+        assert not literals & set(builtin_tasks()), f"{name} names a task"
+        assert not any(m == "hf_tasks.cli" or m.startswith("hf_tasks.cli.") for m in imported(path)), name
+    graph = {name: imported(path) & set(modules) for name, path in modules.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph[start])
+
+    assert [name for name in graph if reaches(name, name, set())] == []
 
 
 def test_a_missed_bar_exits_1_naming_the_task(tmp_path, monkeypatch, capsys):
@@ -90,7 +129,7 @@ def test_recipe_and_dataset_run_every_stage(shapes_classification, tmp_path, hub
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--tasks", "segmentation"], "--tasks 'segmentation': choose from classification, detection, captioning"),
+    (["--tasks", "segmentation"], "--tasks 'segmentation': choose from captioning, classification, detection"),
     (["--dataset", "data/x"], "--dataset goes with --recipe"),
     (["--recipe", "shapes_cnn", "--quick"], "--quick shrinks the built-in shapes jobs"),
     (["--recipe", "shapes_cnn", "--tasks", "detection"], "--tasks picks built-in jobs"),
@@ -109,8 +148,8 @@ def test_bad_arguments_fail_before_any_work(tmp_path, capsys, args, message):
 def test_bad_arguments_print_one_error_line(tmp_path):
     proc = run_demo(["--tasks", "segmentation", "--out", str(tmp_path / "out")], tmp_path, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: --tasks 'segmentation': choose from classification, detection, "
-                                   "captioning")
+    assert proc.stderr.strip() == ("error: --tasks 'segmentation': choose from captioning, classification, "
+                                   "detection")
 
 
 def test_output_folder_is_never_clobbered(tmp_path):
@@ -134,11 +173,11 @@ def test_output_folder_is_never_clobbered(tmp_path):
 
 
 def test_summary_says_which_bar_fell_short(tmp_path):
-    from hf_tasks.demo.run import PRESETS, Job, Outcome
+    from hf_tasks.demo.jobs import Job, Outcome, presets
     from hf_tasks.demo.report import summary_table
 
     def outcome(task: str, results: dict, failed: str | None = None) -> Outcome:
-        preset = PRESETS[task]
+        preset = presets()[task]
         job = Job(task, preset.recipe, preset.repo_name, tmp_path, [], [], preset.bar, offline=True)
         return Outcome(job, tmp_path, results=results, model="m", repo=f"demo/{preset.repo_name}", failed=failed)
 
@@ -169,7 +208,7 @@ def test_a_failing_stage_ends_its_job_and_is_named(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(demo, "train", fail_training)
     monkeypatch.setattr(demo, "build_dataset", lambda job: None)
-    preset = demo.PRESETS["classification"]
+    preset = demo.presets()["classification"]
     job = demo.Job("classification", preset.recipe, preset.repo_name, tmp_path, [], [], preset.bar, offline=True)
     progress = demo.Progress(len(demo.STAGES))
     outcome = demo.run_job(job, tmp_path, Hub(), progress, None)
@@ -187,7 +226,7 @@ def test_quick_demo_passes_every_bar(tmp_path):
     proc = run_demo(["--quick", "--out", str(out)], tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     summary = read_json(out / "summary.json")
-    assert [job["task"] for job in summary["jobs"]] == ["classification", "detection", "captioning"]
+    assert [job["task"] for job in summary["jobs"]] == ["captioning", "classification", "detection"]
     for job in summary["jobs"]:
         metric, threshold = BARS[job["task"]]
         assert job["failed"] is None and job["bar"] == {"metric": metric, "threshold": threshold, "met": True}, job

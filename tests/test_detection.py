@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from hf_tasks.errors import ConfigError
 from tests.helpers import build_dataset, read_json, run_launch, subprocess_env
 
@@ -32,7 +32,7 @@ def shapes_detection(tmp_path_factory):
 
 
 def train(dataset, out, *overrides: str) -> dict:
-    from hf_tasks.engine.loop import train as run
+    from hf_tasks.train import train as run
 
     return run(load_config(None, ["--data.dataset", str(dataset), "--output-dir", str(out), *overrides]))
 

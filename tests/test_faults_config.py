@@ -38,7 +38,7 @@ UNKNOWN_MODEL = {
                                                                        " could not be loaded ("),
     "detection": (["--model.name", "yolov99n.yaml"], "error: 'model.name' 'yolov99n.yaml': no such ultralytics model "
                                                      "yaml"),
-    "captioning": (["--model.config", "{}", "--model.pretrained", "true", "--model.name", "no-such-org/captioner"],
+    "captioning": (["--model.config", "{encoder: null, decoder: null}", "--model.pretrained", "true", "--model.name", "no-such-org/captioner"],
                    "error: 'model.name' 'no-such-org/captioner' could not be loaded ("),
 }
 BAD_VALUES = {
@@ -126,8 +126,8 @@ def test_resume_refuses_a_checkpoint_trained_on_other_labels(task, fault_data, t
     line = one_error(capsys, *task_args(task, data, out, "--max-steps", "2", "--data.eval_split", "none",
                                         "--data.test_split", "none", "--resume", "auto"))
     assert line == (f"error: --resume: checkpoint {out / 'checkpoints' / 'checkpoint-1'} was trained for 3 labels "
-                    f"['circle', 'square', 'triangle'], but 'data.dataset' '{data}' now has 2 labels ['circle', "
-                    "'square']; resume with the dataset it was trained on, or train into a new output_dir")
+                    f"[circle, square, triangle], but 'data.dataset' '{data}' now has 2 labels [circle, "
+                    "square]: resume with the dataset it was trained on, or train into a new output_dir")
     assert checkpoint_steps(out) == [1]
 
 

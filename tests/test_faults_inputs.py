@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from hf_tasks.errors import ConfigError
 from tests.faults import TASKS, Payload, task_args
 from tests.helpers import REPO, write

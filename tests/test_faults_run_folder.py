@@ -131,7 +131,7 @@ def test_an_interrupted_extension_is_never_carded_or_pushed(data, tmp_path, monk
     finishes, so `card` and `push` refuse it with one line."""
     import dataclasses
 
-    import hf_tasks.engine.loop as loop
+    import hf_tasks.registry as registry
     from hf_tasks.cli import main
     from hf_tasks.registry import get_task
 
@@ -146,7 +146,7 @@ def test_an_interrupted_extension_is_never_carded_or_pushed(data, tmp_path, monk
         return spec.forward(model, batch)
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
+        patch.setattr(registry, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
         with pytest.raises(KeyboardInterrupt):
             train("classification", data, out, "--epochs", "2", "--resume", "auto")
     capsys.readouterr()
@@ -211,11 +211,11 @@ def test_skipping_more_than_the_allowed_share_of_steps_stops_the_run(data, tmp_p
     """Every loss is NaN: --skip-nonfinite stops after max(1, 10 %) of the steps instead of 'training' on."""
     import dataclasses
 
-    import hf_tasks.engine.loop as loop
+    import hf_tasks.registry as registry
     from hf_tasks.registry import get_task
 
     spec = get_task("classification")
-    monkeypatch.setattr(loop, "get_task", lambda name: dataclasses.replace(
+    monkeypatch.setattr(registry, "get_task", lambda name: dataclasses.replace(
         spec, forward=lambda model, batch: {"loss": spec.forward(model, batch)["loss"] * float("nan")}))
     with pytest.raises(HfTasksError, match=r"2 of the run's 12 steps skipped, more than max_skipped_fraction 0.1 "
                                            r"allows \(1\)"):

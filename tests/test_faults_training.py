@@ -28,7 +28,7 @@ from tests.helpers import REPO, read_json, run_launch, subprocess_env
 COMMON = {"classification": ["--epochs", "3"], "detection": ["--epochs", "2"], "captioning": ["--epochs", "2"]}
 PACED_TRAIN = """
 import dataclasses, sys, time
-import hf_tasks.engine.loop as loop
+import hf_tasks.registry as registry
 from hf_tasks.registry import get_task
 from hf_tasks.train import main
 
@@ -39,7 +39,7 @@ def paced(name):
         return spec.forward(model, batch)
     return dataclasses.replace(spec, forward=forward)
 
-loop.get_task = paced
+registry.get_task = paced
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -244,7 +244,7 @@ def test_skip_nonfinite_drops_the_step_and_never_saves_non_finite_weights(task, 
 
 POISON_ON_PROCESS_1 = """
 import dataclasses, sys
-import hf_tasks.engine.loop as loop
+import hf_tasks.registry as registry
 from accelerate import PartialState
 from hf_tasks.registry import get_task
 from hf_tasks.train import main
@@ -259,7 +259,7 @@ def poisoned(name):
         return out
     return dataclasses.replace(spec, forward=forward)
 
-loop.get_task = poisoned
+registry.get_task = poisoned
 sys.exit(main(sys.argv[1:]))
 """
 

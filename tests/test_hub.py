@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from tests.conftest import TOKEN
 from tests.helpers import REPO, client_env, read_json, subprocess_env
 
@@ -37,7 +37,7 @@ def _reset_accelerate() -> None:
 @pytest.fixture(scope="module")
 def runs(shapes_classification, tmp_path_factory) -> dict[str, Path]:
     """Two finished run folders: hf-tasks' small_cnn (transformers auto classes) and a timm model."""
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
 
     root = tmp_path_factory.mktemp("runs")
     common = ["--data.dataset", str(shapes_classification), "--batch-size", "8", "--data.image_size", "32"]

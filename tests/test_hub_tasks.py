@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from tests.helpers import REPO, build_dataset, client_env
 
 PREDICT = """
@@ -44,7 +44,7 @@ def _predict(ref: str, dataset, task: str, env) -> list:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
     from tests.test_captioning import args as caption_args
     from tests.test_detection import tiny
 
@@ -99,7 +99,7 @@ def _run_card_snippet(card_path, repo: str, env, workdir) -> None:
 def test_train_push_to_hub_publishes_the_finished_run(shapes_classification, hub, tmp_path):
     from huggingface_hub import HfApi
 
-    from hf_tasks.engine.loop import train
+    from hf_tasks.train import train
 
     train(load_config(None, ["--data.dataset", str(shapes_classification), "--output-dir", str(tmp_path / "run"),
                              "--max-steps", "2", "--batch-size", "8", "--data.image_size", "32",

@@ -19,7 +19,7 @@ class Recorder:
     """Wraps the classification task's ``forward`` and ``AdamW.step`` for one run."""
 
     def __init__(self, monkeypatch):
-        import hf_tasks.engine.loop as loop
+        import hf_tasks.registry as registry
         from hf_tasks.registry import get_task
 
         self.pixels, self.autocast, self.lrs, self.decays, self.grad_norms = [], [], [], [], []
@@ -45,7 +45,7 @@ class Recorder:
             self.grad_norms.append(float(torch.cat(grads).norm()))
             return step(optimizer, *args, **kwargs)
 
-        monkeypatch.setattr(loop, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
+        monkeypatch.setattr(registry, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
         monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
 
 

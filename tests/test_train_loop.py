@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_tasks.config import load_config
+from hf_tasks.registry import load_config
 from hf_tasks.errors import HfTasksError
 from tests.helpers import read_json
 
@@ -27,7 +27,7 @@ def batches(n: int, batch_size: int = 8) -> int:
 
 
 def train(dataset, out, *overrides: str) -> dict:
-    from hf_tasks.engine.loop import train as run
+    from hf_tasks.train import train as run
 
     cfg = load_config(None, ["--data.dataset", str(dataset), "--output-dir", str(out), "--batch-size", "8",
                              "--data.image_size", "32", *TINY_CNN, *overrides])
@@ -179,7 +179,7 @@ def _poison(monkeypatch, at_call: int, kind: str):
     """Make the 3rd forward return a NaN loss, or a finite loss whose gradient is NaN."""
     import dataclasses
 
-    import hf_tasks.engine.loop as loop
+    import hf_tasks.registry as registry
     from hf_tasks.registry import get_task
 
     spec = get_task("classification")
@@ -195,7 +195,7 @@ def _poison(monkeypatch, at_call: int, kind: str):
         weight = next(p for p in model.parameters() if p.requires_grad)
         return {"loss": out["loss"] + 0.0 * torch.sqrt(weight.abs().sum() * 0.0)}  # d/dx sqrt at 0: inf * 0
 
-    monkeypatch.setattr(loop, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
+    monkeypatch.setattr(registry, "get_task", lambda name: dataclasses.replace(spec, forward=forward))
 
 
 @pytest.mark.parametrize("kind, what", [("loss", "loss"), ("gradient", "gradient norm")])
@@ -263,11 +263,11 @@ class CountingHooks:
 def test_task_hooks_run_every_step_and_resume_with_their_state(shapes_classification, tmp_path, monkeypatch):
     import dataclasses
 
-    import hf_tasks.engine.loop as loop
+    import hf_tasks.registry as registry
     from hf_tasks.registry import get_task
 
     spec = dataclasses.replace(get_task("classification"), make_hooks=lambda cfg, model: CountingHooks())
-    monkeypatch.setattr(loop, "get_task", lambda name: spec)
+    monkeypatch.setattr(registry, "get_task", lambda name: spec)
     first = train(shapes_classification, tmp_path / "run", "--epochs", "1")
     assert CountingHooks.instances[-1].steps == first["train_steps"] and CountingHooks.instances[-1].evaluated > 0
     second = train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto")

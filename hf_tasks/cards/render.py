@@ -1,42 +1,57 @@
-"""Model cards: (config, results, history, comparison) → README.md text, from ``model_cards/<task>.md``.
+"""Model cards: a finished run folder → README.md, from the task's template and its card parts.
 
-Every number on a card comes from ``results.json``; the model-index holds the **test-split** numbers, built here
-(transformers' ``Trainer.create_model_card`` leaves results empty for anything but its own metrics).
+This module knows no task: the template, its task variables, the Hub metadata, the usage snippet and the figures
+come from the spec's ``card`` (``hf_tasks.registry.CardParts``); what every card shares (how the run trained, its
+hyperparameters, the framework versions, the training curves, where the dataset card is) is built here.
+
+Every number on a card comes from ``results.json``; the model-index holds the **test-split** numbers (transformers'
+``Trainer.create_model_card`` leaves results empty for anything but its own metrics).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from hf_tasks.config import TrainConfig, from_dict
+from hf_tasks.config import MODEL_OPTIONS, TrainConfig, from_dict
 from hf_tasks.errors import HfTasksError
+from hf_tasks.util import flatten, is_hub_id
+
+if TYPE_CHECKING:
+    from hf_tasks.registry import TaskSpec
 
 CURVES_FILE = "training_curves.png"
+# run-time switches of a config that say nothing about how the model was trained
+NOT_HYPERPARAMETERS = ("output_dir", "resume", "overwrite", "push_to_hub", "hub_private", "hub_revision",
+                       "hub_license")
+FRAMEWORKS = ("hf-tasks", "torch", "transformers", "timm", "accelerate", "datasets", "evaluate")
 
 
 def write_card(output_dir: str | Path, model_id: str | None = None) -> Path:
-    """Render the card of a finished run folder into its README.md (plots first, so the card can show them)."""
-    output_dir = Path(output_dir)
-    cfg, results, history, comparison = read_run(output_dir)
-    if history:
-        plot_curves(history, output_dir / CURVES_FILE)
-    if cfg.task == "detection":
-        from hf_tasks.tasks.detection.card import plot_figures
+    """Render the card of a finished run folder into its README.md (figures first, so the card can show them)."""
+    from hf_tasks.registry import get_task
 
-        plot_figures(results, output_dir)
-    text = render_card(cfg, results, history, comparison, model_id or str(output_dir),
-                       has_curves=(output_dir / CURVES_FILE).is_file(), output_dir=output_dir)
+    output_dir = Path(output_dir)
+    cfg, results, history = read_run(output_dir)
+    spec = get_task(cfg.task)
+    if history:
+        plot_curves(history, output_dir / CURVES_FILE, curve_metrics(spec))
+    if spec.card.figures is not None:
+        spec.card.figures(results, output_dir)
+    text = render_card(cfg, results, model_id or str(output_dir), has_curves=(output_dir / CURVES_FILE).is_file(),
+                       output_dir=output_dir)
     path = output_dir / "README.md"
     path.write_text(text)
     return path
 
 
-def read_run(output_dir: Path) -> tuple[TrainConfig, dict, list, dict | None]:
+def read_run(output_dir: Path) -> tuple[TrainConfig, dict, list]:
+    """The config, ``results.json`` and log history of a finished run folder."""
     from hf_tasks.engine.run_folder import check_finished
 
     check_finished(output_dir, "describe")
@@ -45,46 +60,43 @@ def read_run(output_dir: Path) -> tuple[TrainConfig, dict, list, dict | None]:
         raise HfTasksError(f"{output_dir} is not a finished run folder: {', '.join(missing)} missing")
     cfg = from_dict(TrainConfig, yaml.safe_load((output_dir / "train_config.yaml").read_text()), prefix="")
     results = json.loads((output_dir / "results.json").read_text())
-    history_file, comparison_file = output_dir / "log_history.json", output_dir / "comparison.json"
+    history_file = output_dir / "log_history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
-    comparison = json.loads(comparison_file.read_text()) if comparison_file.is_file() else None
-    return cfg, results, history, comparison
+    return cfg, results, history
 
 
-def render_card(cfg: TrainConfig, results: dict, history: list, comparison: dict | None, model_id: str,
-                has_curves: bool = False, output_dir: Path | None = None) -> str:
-    """A pure function of its inputs: the same run always renders the same card.
+def render_card(cfg: TrainConfig, results: dict, model_id: str, has_curves: bool = False,
+                output_dir: Path | None = None) -> str:
+    """A pure function of its inputs and of the run folder's files: the same run always renders the same card.
 
-    ``output_dir`` only tells which figure files exist (detection shows its PR curve and predictions if drawn).
+    ``output_dir`` tells the task's parts which figure files (and extra results, such as a comparison) exist.
     """
     from huggingface_hub import ModelCard
 
-    from model_cards import TEMPLATES_DIR
+    from hf_tasks.registry import get_task
 
-    template = TEMPLATES_DIR / f"{cfg.task}.md"
+    parts = get_task(cfg.task).card
+    template = template_path(parts.template)
     if not template.is_file():
-        raise HfTasksError(f"no model card template for task {cfg.task!r} in {TEMPLATES_DIR}")
-    if cfg.task == "detection":
-        from hf_tasks.tasks.detection.spec import card as cards_detection
-
-        context = cards_detection.context(cfg, results, output_dir)
-        data, usage = cards_detection.card_data(cfg, results), cards_detection.usage_snippet(model_id,
-                                                                                              context["has_pt"])
-    elif cfg.task == "captioning":
-        from hf_tasks.tasks.captioning.spec import card as cards_captioning
-
-        context = cards_captioning.context(cfg, results, output_dir)
-        data, usage = cards_captioning.card_data(cfg, results), cards_captioning.usage_snippet(model_id)
-    else:
-        context = classification_context(cfg, results, comparison)
-        data, usage = card_data(cfg, results), usage_snippet(cfg, model_id)
+        raise HfTasksError(f"no model card template {parts.template!r} for task {cfg.task!r} (looked for {template})")
+    output_dir = Path(output_dir) if output_dir is not None else None
+    context = parts.context(cfg, results, output_dir)
+    data = parts.card_data(cfg, results)
     data.license = cfg.hub_license
-    card = ModelCard.from_template(data, template_path=str(template), usage=usage,
+    card = ModelCard.from_template(data, template_path=str(template), usage=parts.usage(cfg, model_id, output_dir),
                                    curve=f"![training curves]({CURVES_FILE})" if has_curves else "",
                                    hyperparameters=hyperparameters(cfg), versions=framework_versions(),
                                    dataset_card=dataset_card_reference(cfg.data.dataset),
                                    **{**context, **training_facts(results)})
     return str(card)
+
+
+def template_path(template: str) -> Path:
+    """A template named by its file in ``model_cards/``, or by a path of its own (a task outside the package)."""
+    from model_cards import TEMPLATES_DIR
+
+    path = Path(template)
+    return path if path.is_absolute() else TEMPLATES_DIR / path
 
 
 def training_facts(results: dict) -> dict[str, Any]:
@@ -97,98 +109,16 @@ def training_facts(results: dict) -> dict[str, Any]:
             "train_runtime": results.get("train_runtime_s")}
 
 
-def model_family(cfg: TrainConfig) -> str:
-    if cfg.model.name == "small_cnn":
-        return "small_cnn"
-    return "timm" if cfg.model.name.startswith("timm/") else "transformers"
-
-
-def card_data(cfg: TrainConfig, results: dict):
-    from huggingface_hub import EvalResult, ModelCardData
-
-    dataset = cfg.data.dataset
-    common = dict(task_type="image-classification", dataset_type=dataset, dataset_name=Path(dataset).name or dataset,
-                  dataset_split=cfg.data.test_split, dataset_revision=cfg.data.revision)
-    evals = [EvalResult(metric_type="accuracy", metric_name="Accuracy", metric_value=results["test_accuracy"],
-                        **common)] if "test_accuracy" in results else []  # no test split: no reported results
-    if results.get("test_macro_f1") is not None:
-        evals.append(EvalResult(metric_type="f1", metric_name="Macro F1", metric_config="macro",
-                                metric_value=results["test_macro_f1"], **common))
-    family = model_family(cfg)
-    return ModelCardData(
-        model_name=Path(cfg.output_dir).name,
-        library_name="timm" if family == "timm" else "transformers",
-        pipeline_tag="image-classification",
-        tags=["image-classification", "hf-tasks", family],
-        base_model=cfg.model.name if cfg.model.pretrained and family != "small_cnn" else None,
-        datasets=[dataset] if _is_hub_id(dataset) else None,
-        metrics=["accuracy", "f1"],
-        eval_results=evals or None,
-    )
-
-
-def classification_context(cfg: TrainConfig, results: dict, comparison: dict | None) -> dict[str, Any]:
-    labels = results.get("label_names") or []
-    matrix = results.get("test_confusion_matrix") or []
-    per_class = [{"name": name, "accuracy": _fmt(acc), "support": sum(row)}
-                 for name, acc, row in zip(labels, results.get("test_per_class_accuracy") or [], matrix)]
-    headline = [(name, _fmt(results[key])) for name, key in (("accuracy", "test_accuracy"),
-                                                             ("macro F1", "test_macro_f1"), ("loss", "test_loss"),
-                                                             ("test images", "test_num_samples"))
-                if results.get(key) is not None]
-    what = "fine-tuned from" if cfg.model.pretrained and cfg.model.name != "small_cnn" else "trained from scratch as"
-    return {
-        "model_name": Path(cfg.output_dir).name,
-        "description": f"An image classifier {what} `{cfg.model.name}` on `{cfg.data.dataset}`.",
-        "headline": headline, "per_class": per_class, "label_names": labels, "num_labels": len(labels),
-        "confusion_matrix": "\n".join(" ".join(f"{v:>5}" for v in row) for row in matrix),
-        "comparison": _comparison_section(comparison), "dataset": cfg.data.dataset,
-        "split_sizes": results.get("dataset_split_sizes", {}),
-    }
-
-
-def _comparison_section(comparison: dict | None) -> dict | None:
-    if not comparison:
-        return None
-    from hf_tasks.tasks.classification.compare import markdown_table
-
-    note = (f"the pretrained model's classes are mapped to the labels with `{comparison['label_map']}`."
-            if comparison.get("label_map") else "both models predict the dataset's labels.")
-    return {"split": comparison["split"], "note": note, "table": markdown_table(comparison["rows"])}
-
-
 def hyperparameters(cfg: TrainConfig) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and not prefix.endswith("model.config."):
-            for key, inner in value.items():
-                walk(f"{prefix}{key}.", inner)
-        else:
-            rows.append((prefix[:-1], json.dumps(value) if isinstance(value, (dict, list)) else str(value)))
-
-    walk("", cfg.to_dict())
-    return [(k, v) for k, v in rows if k not in ("output_dir", "resume", "overwrite", "push_to_hub", "hub_private", "hub_revision", "hub_license")]
-
-
-def usage_snippet(cfg: TrainConfig, model_id: str) -> str:
-    family = model_family(cfg)
-    lines = ["from PIL import Image", "from transformers import pipeline"]
-    if family == "small_cnn":
-        lines.insert(0, "import hf_tasks.models  # registers hf-tasks' small_cnn with the transformers auto classes")
-    lines += ["", f'classify = pipeline("image-classification", model="{model_id}")',
-              'print(classify(Image.open("image.jpg")))']
-    if family == "timm":
-        prefix = "local-dir:" if Path(model_id).exists() else "hf-hub:"
-        lines += ["", "# or with timm itself", "import timm", "",
-                  f'model = timm.create_model("{prefix}{model_id}", pretrained=True).eval()']
-    return "\n".join(lines)
+    """(dotted key, value) of the config, ``model.config`` whole (its keys are the model's own)."""
+    flat = flatten(cfg.to_dict(), keep=(MODEL_OPTIONS,))
+    return [(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+            for key, value in flat.items() if key not in NOT_HYPERPARAMETERS]
 
 
 def framework_versions() -> list[tuple[str, str]]:
-    names = ["hf-tasks", "torch", "transformers", "timm", "accelerate", "datasets", "evaluate"]
     found = []
-    for name in names:
+    for name in FRAMEWORKS:
         try:
             found.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
@@ -196,8 +126,20 @@ def framework_versions() -> list[tuple[str, str]]:
     return found
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
-    """Training loss and evaluation metrics against optimizer steps, as a PNG for the card."""
+def curve_metrics(spec: TaskSpec) -> list[tuple[str, str]]:
+    """(log history key, label) of the evaluation metrics the curves show: the task's main metric, then its headline
+    numbers (``test_x`` in ``results.json`` is ``eval_x`` in the history), under their short names; the loss has its
+    own panel."""
+    short = {key.removeprefix("test_"): name for key, name in spec.headline}
+    keys = dict.fromkeys([spec.main_metric, *short])  # ordered, without repeats
+    return [(f"eval_{key}", short.get(key, key)) for key in keys if key != "loss"]
+
+
+def plot_curves(history: list[dict], path: Path, metrics: list[tuple[str, str]]) -> None:
+    """Training loss and the evaluation ``metrics`` (history key, label) against optimizer steps, as a PNG.
+
+    The metrics panel is on a 0-1 scale: a metric with a value outside it (a count, a ratio) is left out.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,12 +150,14 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     if train:
         axes[0].plot(*zip(*train), label="train loss")
-    if evals and "eval_loss" in evals[0]:
-        axes[0].plot([h["step"] for h in evals], [h["eval_loss"] for h in evals], marker="o", label="eval loss")
+    loss = _series(evals, "eval_loss")
+    if loss:
+        axes[0].plot(*zip(*loss), marker="o", label="eval loss")
     axes[0].set_xlabel("step"), axes[0].set_title("loss")
-    for key in ("eval_accuracy", "eval_macro_f1", "eval_map", "eval_map_50", "eval_bleu4"):
-        if evals and key in evals[0]:
-            axes[1].plot([h["step"] for h in evals], [h[key] for h in evals], marker="o", label=key)
+    for key, label in metrics:
+        points = _series(evals, key)
+        if points and all(0 <= value <= 1 for _, value in points):
+            axes[1].plot(*zip(*points), marker="o", label=label)
     axes[1].set_xlabel("step"), axes[1].set_ylim(0, 1.02), axes[1].set_title("evaluation")
     for axis in axes:
         if axis.get_legend_handles_labels()[0]:
@@ -223,18 +167,13 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _series(evals: list[dict], key: str) -> list[tuple[int, float]]:
+    """(step, value) of ``key`` over the evaluations that logged it as a finite float (counts are ints: left out)."""
+    return [(h["step"], h[key]) for h in evals if isinstance(h.get(key), float) and math.isfinite(h[key])]
+
+
 def dataset_card_reference(dataset: str) -> str:
     """Where the dataset card is: its Hub page, or the README.md that `hf-tasks build-dataset` wrote."""
-    if _is_hub_id(dataset):
+    if is_hub_id(dataset):
         return f"[dataset card](https://huggingface.co/datasets/{dataset})"
     return "its dataset card is the `README.md` (with `build_report.json`) in that folder"
-
-
-def _is_hub_id(dataset: str) -> bool:
-    return dataset.count("/") == 1 and not Path(dataset).exists() and not dataset.startswith((".", "/"))
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from hf_tasks.demo.run import OFFLINE_ENV
+from hf_tasks.demo.jobs import OFFLINE_ENV
 
 
 class ServedHub:

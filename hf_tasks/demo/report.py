@@ -14,20 +14,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hf_tasks.demo.run import Outcome
+    from hf_tasks.demo.jobs import Outcome
 
-# results.json key -> short name, first one is the headline metric of the task
-HEADLINE = {"classification": [("test_accuracy", "accuracy"), ("test_macro_f1", "macro F1")],
-            "detection": [("test_map_50", "mAP50"), ("test_map", "mAP50-95")],
-            "captioning": [("test_bleu4", "BLEU-4"), ("test_bleu1", "BLEU-1")]}
-PLOTS = ("training_curves.png", "confusion_matrix.png", "pr_curve.png", "per_class_ap.png", "predictions.png",
-         "caption_gallery.png")
+CURVES = "training_curves.png"  # every run draws it; the report shows it first, then the task's own figures
 
 
 def headline(outcome: Outcome) -> str:
-    parts = [f"{short} {outcome.results[key]:.3f}" for key, short in HEADLINE.get(outcome.job.task, [])
+    """The task's headline numbers (``TaskSpec.headline``) from the run's results, the first one first."""
+    from hf_tasks.registry import get_task
+
+    parts = [f"{short} {outcome.results[key]:.3f}" for key, short in get_task(outcome.job.task).headline
              if isinstance(outcome.results.get(key), (int, float))]
     return " / ".join(parts) or "-"
+
+
+def figures(run_dir: Path) -> list[Path]:
+    """The figures of a run folder (what its card shows and a push uploads): the training curves, then the rest."""
+    return sorted(run_dir.glob("*.png"), key=lambda path: (path.name != CURVES, path.name))
 
 
 def bar_text(outcome: Outcome) -> str:
@@ -49,8 +52,10 @@ def prediction_text(outcome: Outcome) -> str:
     if "caption" in pred:
         first = (truth.get("captions") or ["?"])[0]
         return f'"{pred["caption"]}"; a reference: "{first}"'
-    found = ", ".join(f"{n} {s:.2f}" for n, s in zip(pred["labels"], pred["scores"])) or "nothing"
-    return f"{len(pred['labels'])} boxes: {found}; truth {', '.join(map(str, truth.get('labels', [])))}"
+    if {"labels", "scores"} <= pred.keys():
+        found = ", ".join(f"{n} {s:.2f}" for n, s in zip(pred["labels"], pred["scores"])) or "nothing"
+        return f"{len(pred['labels'])} boxes: {found}; truth {', '.join(map(str, truth.get('labels', [])))}"
+    return f"{json.dumps(pred)}; truth {json.dumps(truth)}"  # a task of other terms: its own words
 
 
 def rows(outcomes: list[Outcome]) -> list[dict[str, str]]:
@@ -148,5 +153,5 @@ def _section(out: Path, outcome: Outcome) -> str:
                      f"{html.escape(outcome.repo or '-')}</code></p>")
     if outcome.heldout_image and outcome.heldout_image.is_file():
         parts.append(_img(outcome.heldout_image, f"held-out image, loaded-back model: {prediction_text(outcome)}"))
-    parts += [_img(outcome.run_dir / name, name) for name in PLOTS if (outcome.run_dir / name).is_file()]
+    parts += [_img(path, path.name) for path in figures(outcome.run_dir)]
     return "\n".join(parts)

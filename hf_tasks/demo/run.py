@@ -5,9 +5,10 @@ split) → write the card → push to a Hub (a local endpoint the demo serves it
 load the model back in a fresh process, by repo id, and predict a held-out image. Then one summary table, and
 ``summary.json`` plus ``report.html`` (plots, galleries, the held-out predictions) in the output folder.
 
-With no ``--recipe`` the jobs are the three tasks on the embedded synthetic shapes data, each with the bar its task
-issue sets (accuracy ≥ 0.95, mAP50 ≥ 0.5, BLEU-4 ≥ 0.5). ``--recipe NAME --dataset PATH [--key value ...]`` runs the
-same stages on a real prepared dataset: the demo is only the default data, not a separate code path.
+With no ``--recipe`` the jobs are the built-in tasks' demo presets (``TaskSpec.demo.preset``) on the embedded
+synthetic shapes data, each with the bar its task sets. ``--recipe NAME --dataset PATH [--key value ...]`` runs the
+same stages on a real prepared dataset: the demo is only the default data, not a separate code path. Nothing here
+knows a task: what differs between tasks comes from their specs.
 """
 
 from __future__ import annotations
@@ -20,91 +21,11 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
+from hf_tasks.demo.jobs import MARKER, NAMESPACE, OFFLINE_ENV, STAGES, Job, Outcome, presets
 from hf_tasks.errors import ConfigError, HfTasksError
-
-NAMESPACE = "demo"
-MARKER = ".hf-tasks-demo"  # marks a folder the demo owns (and may replace with --overwrite)
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "YOLO_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-STAGES = ("build dataset", "train + test evaluation (accelerate launch)", "model card", "push", "load back + predict")
-
-
-@dataclass(frozen=True)
-class Bar:
-    """The learning a task must show on the demo data: ``results[metric] >= threshold``."""
-
-    metric: str
-    threshold: float
-
-    def met(self, results: dict[str, Any]) -> bool:
-        value = results.get(self.metric)
-        return isinstance(value, (int, float)) and value >= self.threshold
-
-
-@dataclass(frozen=True)
-class Preset:
-    """One task on the embedded shapes data: how to build it, which recipe trains it, the bar it must pass."""
-
-    recipe: str
-    repo_name: str
-    build: tuple[str, ...]
-    bar: Bar
-    overrides: tuple[str, ...] = ()
-    quick_build: tuple[str, ...] = ()  # replaces ``build`` with --quick
-    quick_overrides: tuple[str, ...] = ()  # appended with --quick
-
-
-PRESETS = {
-    "classification": Preset(
-        recipe="shapes_cnn", repo_name="shapes-cnn", bar=Bar("test_accuracy", 0.95),
-        build=("--task", "classification", "--num-images", "600", "--image-size", "64")),  # < 1 min: same quick
-    "detection": Preset(
-        recipe="shapes_yolov8n", repo_name="shapes-yolov8n", bar=Bar("test_map_50", 0.5),
-        build=("--task", "detection", "--num-images", "480", "--image-size", "128", "--val-fraction", "0.1667",
-               "--test-fraction", "0.1667"),
-        overrides=("--data.test_split", "test"),
-        quick_overrides=("--epochs", "8", "--model.config", "{hyp: {close_mosaic: 3, cache: ram}}")),
-    "captioning": Preset(
-        recipe="shapes_captioning_cnn_lstm", repo_name="shapes-captioner", bar=Bar("test_bleu4", 0.5),
-        build=("--task", "captioning", "--num-images", "2000", "--image-size", "64"),
-        quick_build=("--task", "captioning", "--num-images", "1000", "--image-size", "64"),
-        quick_overrides=("--epochs", "6")),
-}
-
-
-@dataclass
-class Job:
-    task: str
-    recipe: str
-    repo_name: str
-    dataset: Path
-    build_args: list[str] | None  # shapes build arguments; None: the user's prepared dataset
-    overrides: list[str]
-    bar: Bar | None
-    offline: bool  # the embedded data needs nothing from the network: children run offline
-
-
-@dataclass
-class Outcome:
-    """What happened to one job; ``failed`` names the stage that stopped it."""
-
-    job: Job
-    run_dir: Path
-    seconds: dict[str, float] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)
-    model: str = ""
-    repo: str = ""
-    prediction: dict[str, Any] | None = None
-    heldout_image: Path | None = None
-    failed: str | None = None
-
-    @property
-    def bar_met(self) -> bool | None:
-        return None if self.job.bar is None or self.failed else self.job.bar.met(self.results)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Any other --key value pairs are training overrides, as for `hf-tasks train`.")
     p.add_argument("--out", default="demo_outputs", help="folder for datasets, runs, the local Hub and the report")
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs: a smoke run of the flow")
-    p.add_argument("--tasks", help=f"comma list of built-in jobs to run (default: {','.join(PRESETS)})")
+    p.add_argument("--tasks", help="comma list of the built-in jobs to run, by task name (default: all of them)")
     p.add_argument("--recipe", help="run this recipe instead of the built-in jobs (with --dataset)")
     p.add_argument("--dataset", help="prepared dataset folder or Hub id for --recipe (default: the recipe's)")
     p.add_argument("--hub-dir", help="publish into this folder instead of a local Hub endpoint")
@@ -126,31 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_jobs(args, overrides: list[str]) -> list[Job]:
     """The built-in shapes jobs, or one job from ``--recipe``; everything is checked before any work starts."""
-    from hf_tasks.config import load_config
-
-    out = Path(args.out)
     if args.recipe:
-        if args.tasks:
-            raise ConfigError("--tasks picks built-in jobs; --recipe runs its own task")
-        if args.quick:
-            raise ConfigError("--quick shrinks the built-in shapes jobs; for a smoke run of a recipe pass "
-                              "training overrides such as --max-steps 10")
-        extra = [*overrides, *(["--data.dataset", args.dataset] if args.dataset else [])]
-        cfg = load_config(args.recipe, extra)
-        if not cfg.data.dataset:
-            raise ConfigError("data.dataset: the recipe names no dataset; pass --dataset PATH")
-        name = Path(args.recipe).stem.replace("_", "-")
-        return [Job(cfg.task, args.recipe, name, Path(cfg.data.dataset), None, extra, None, offline=False)]
+        return [recipe_job(args, overrides)]
     if args.dataset:
         raise ConfigError("--dataset goes with --recipe (the built-in jobs build their own shapes data)")
-    tasks = [t.strip() for t in (args.tasks or ",".join(PRESETS)).split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in PRESETS]
+    return builtin_jobs(args, overrides)
+
+
+def recipe_job(args, overrides: list[str]) -> Job:
+    from hf_tasks.registry import get_task, load_config
+
+    if args.tasks:
+        raise ConfigError("--tasks picks built-in jobs; --recipe runs its own task")
+    if args.quick:
+        raise ConfigError("--quick shrinks the built-in shapes jobs; for a smoke run of a recipe pass "
+                          "training overrides such as --max-steps 10")
+    extra = [*overrides, *(["--data.dataset", args.dataset] if args.dataset else [])]
+    cfg = load_config(args.recipe, extra)
+    if not cfg.data.dataset:
+        raise ConfigError("data.dataset: the recipe names no dataset; pass --dataset PATH")
+    if get_task(cfg.task).demo is None:
+        raise ConfigError(f"task {cfg.task!r} has no demo parts (TaskSpec.demo): the demo could not load its model "
+                          "back to predict")
+    name = Path(args.recipe).stem.replace("_", "-")
+    return Job(cfg.task, args.recipe, name, Path(cfg.data.dataset), None, extra, None, offline=False)
+
+
+def builtin_jobs(args, overrides: list[str]) -> list[Job]:
+    from hf_tasks.registry import load_config
+
+    known = presets()
+    tasks = [t.strip() for t in (args.tasks or ",".join(known)).split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in known]
     if unknown or not tasks:
-        raise ConfigError(f"--tasks {args.tasks!r}: choose from {', '.join(PRESETS)}")
+        raise ConfigError(f"--tasks {args.tasks!r}: choose from {', '.join(known)}")
     jobs = []
     for task in tasks:
-        preset = PRESETS[task]
-        dataset = out / "data" / f"shapes_{task}"
+        preset = known[task]
+        dataset = Path(args.out) / "data" / f"shapes_{task}"
         build = list(preset.quick_build if args.quick and preset.quick_build else preset.build)
         extra = [*preset.overrides, *(preset.quick_overrides if args.quick else ()), *overrides]
         load_config(preset.recipe, [*extra, "--data.dataset", str(dataset)])  # bad overrides fail here, not later
@@ -257,9 +191,12 @@ def publish(outcome: Outcome, hub) -> None:
 
 
 def build_dataset(job: Job) -> None:
-    from hf_tasks.cli import dispatch
+    """``hf-tasks build-dataset shapes ...`` through its own parser (``dataset_scripts.cli``)."""
+    from dataset_scripts.cli import add_build_dataset_parser, run_build_dataset
 
-    dispatch(["build-dataset", "shapes", *job.build_args, "--out", str(job.dataset)])
+    parser = argparse.ArgumentParser(prog="hf-tasks")
+    add_build_dataset_parser(parser.add_subparsers(dest="command", required=True))
+    run_build_dataset(parser.parse_args(["build-dataset", "shapes", *job.build_args, "--out", str(job.dataset)]))
 
 
 def train(job: Job, outcome: Outcome, out: Path, args) -> None:

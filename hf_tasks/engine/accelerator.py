@@ -1,4 +1,4 @@
-"""Process-level settings a training run applies to itself before its first step."""
+"""The Accelerator of a run (configured in one place) and the process-level settings a run applies to itself."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import logging
 import os
 import platform
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hf_tasks.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +40,17 @@ def keep_freed_memory(device_type: str) -> bool:
     if not done:
         logger.warning("glibc refused the malloc thresholds; CPU steps may page-fault freed memory back in")
     return done
+
+
+def make_accelerator(cfg: TrainConfig):
+    """The only place an Accelerator is configured."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    return Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with=cfg.report_to or None,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hf_tasks.errors import HfTasksError
+from hf_tasks.util import flatten, write_json
 
 COMPLETE = "COMPLETE"
 BEST_DIR = "best"  # the best weights so far; never rotated away
@@ -50,9 +51,9 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict[
         accelerator.save_state(str(tmp))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            _write_json(tmp / STATE_FILE, state)
+            write_json(tmp / STATE_FILE, state, durable=True)
             _fsync_tree(tmp)
-            _write_json(tmp / COMPLETE, {"step": step})
+            write_json(tmp / COMPLETE, {"step": step}, durable=True)
     if accelerator.is_main_process:
         publish(tmp, final)
         rotate(root, keep)
@@ -194,11 +195,10 @@ def check_same_world(path: Path, saved: int | None, now: int) -> None:
 
 def check_same_labels(path: Path, saved: list[str] | None, labels: list[str] | None, dataset: str) -> None:
     """A checkpoint's head predicts the labels it was trained on: resuming with others would mislabel everything."""
-    if saved is None or labels is None or list(saved) == list(labels):
-        return
-    raise HfTasksError(f"--resume: checkpoint {path} was trained for {len(saved)} labels {saved[:10]}, but "
-                       f"'data.dataset' {dataset!r} now has {len(labels)} labels {labels[:10]}; resume with the "
-                       "dataset it was trained on, or train into a new output_dir")
+    from hf_tasks.labels import check_same_labels as compare
+
+    compare(saved, labels, f"--resume: checkpoint {path} was trained for", f"'data.dataset' {dataset!r} now has",
+            "resume with the dataset it was trained on, or train into a new output_dir", error=HfTasksError)
 
 
 def load_training_state(accelerator, path: Path, trust_pickle: bool = False) -> None:
@@ -229,15 +229,6 @@ def read_state(path: Path) -> dict[str, Any]:
         return json.loads((path / STATE_FILE).read_text())
     except (OSError, ValueError) as err:
         raise HfTasksError(f"checkpoint {path} is corrupt: cannot read {STATE_FILE} ({err})") from None
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -305,7 +296,8 @@ def check_same_run(current: dict[str, Any], output_dir: Path) -> None:
     saved_file = Path(output_dir) / "train_config.yaml"
     if not saved_file.is_file():
         return
-    saved, now = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(current)
+    keep = {"model.config"}
+    saved, now = flatten(yaml.safe_load(saved_file.read_text()) or {}, keep=keep), flatten(current, keep=keep)
     # keys the saved config lacks are newer fields
     changed = sorted(k for k in saved if saved.get(k) != now.get(k) and k not in RESUMABLE_KEYS)
     if changed:
@@ -315,11 +307,3 @@ def check_same_run(current: dict[str, Any], output_dir: Path) -> None:
                            "change): resume with the same settings or train into a new output_dir")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and f"{prefix}{key}" != "model.config":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

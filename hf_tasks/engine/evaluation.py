@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from hf_tasks.registry import TaskData, TaskSpec
+from hf_tasks.registry import ModelBundle, TaskData, TaskSpec
 
 
 def make_loader(dataset, batch_size: int, collate, num_workers: int = 0, shuffle: bool = False,
@@ -25,7 +25,7 @@ def make_loader(dataset, batch_size: int, collate, num_workers: int = 0, shuffle
 
 
 @torch.no_grad()
-def evaluate(accelerator, model: torch.nn.Module, loader, spec: TaskSpec, data: TaskData,
+def evaluate(accelerator, model: torch.nn.Module, loader, spec: TaskSpec, data: TaskData, bundle: ModelBundle,
              desc: str = "eval") -> dict[str, Any]:
     """Run ``spec.predict`` over a prepared loader and compute the task's metrics on every process."""
     was_training = model.training
@@ -34,7 +34,7 @@ def evaluate(accelerator, model: torch.nn.Module, loader, spec: TaskSpec, data: 
     objects: list = []
     bar = tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process)
     for batch in bar:
-        predicted = spec.predict(model, batch)
+        predicted = spec.predict(model, batch, bundle)
         if isinstance(predicted, dict):
             for key, value in accelerator.gather_for_metrics(predicted).items():
                 tensors[key].append(value.detach().cpu())
@@ -42,8 +42,8 @@ def evaluate(accelerator, model: torch.nn.Module, loader, spec: TaskSpec, data: 
             objects.extend(accelerator.gather_for_metrics(list(predicted), use_gather_object=True))
     model.train(was_training)
     if objects:
-        return spec.compute_metrics(objects, data)
-    return spec.compute_metrics({key: torch.cat(values) for key, values in tensors.items()}, data)
+        return spec.compute_metrics(objects, data, bundle)
+    return spec.compute_metrics({key: torch.cat(values) for key, values in tensors.items()}, data, bundle)
 
 
 def scalar_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, int | float]:
@@ -63,55 +63,9 @@ def prefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {f"{prefix}{key}": value for key, value in metrics.items()}
 
 
-def evaluation_config(task: str, dataset: str, split: str, batch_size: int, image_column: str = "image",
-                      label_column: str = "label"):
-    """A TrainConfig that reads one split for evaluation (the loaders and Accelerator come from it)."""
-    from hf_tasks.config import DataConfig, TrainConfig
-
-    data = DataConfig(dataset=dataset, train_split=split, eval_split=None, test_split=None,
-                      image_column=image_column, label_column=label_column)
-    return TrainConfig(task=task, batch_size=batch_size, data=data)
-
-
 def evaluate_bundle(accelerator, spec: TaskSpec, bundle, cfg, data: TaskData, split: str, desc: str) -> dict:
     """Evaluate a loaded model on ``split`` with its own processor, on 1 or N processes."""
     dataset = spec.make_dataset(data.splits[split], bundle, cfg, data, train=False)
     loader = make_loader(dataset, cfg.batch_size, spec.collate, cfg.data.num_workers)
     model, loader = accelerator.prepare(bundle.model, loader)
-    return evaluate(accelerator, model, loader, spec, data, desc=desc)
-
-
-def check_same_labels(model_labels: list[str] | None, data: TaskData, model_name: str) -> None:
-    from hf_tasks.errors import DataError
-
-    dataset_labels = data.info.get("label_names")
-    if model_labels is not None and dataset_labels is not None and list(model_labels) != list(dataset_labels):
-        raise DataError(f"model {model_name} predicts {len(model_labels)} labels {list(model_labels)[:10]} but the "
-                        f"dataset has {len(dataset_labels)} labels {list(dataset_labels)[:10]}; "
-                        "`hf-tasks compare --label-map` maps a model's classes onto a dataset's")
-
-
-def run_evaluate(args) -> int:
-    """``hf-tasks evaluate``: metrics of a saved model on one split, printed and optionally written."""
-    import json
-    from pathlib import Path
-
-    from hf_tasks.engine.loop import make_accelerator, write_json
-    from hf_tasks.registry import get_task
-    from hf_tasks.trust import LoadPolicy
-
-    cfg = evaluation_config(args.task, args.dataset, args.split, args.batch_size, args.image_column,
-                            args.label_column)
-    spec = get_task(cfg.task)
-    accelerator = make_accelerator(cfg)
-    data = spec.load_data(cfg)
-    bundle = spec.load_model(args.model, LoadPolicy(trust_pickle=args.trust_pickle))
-    if cfg.task == "classification":  # detection maps classes by name; captioning has none
-        check_same_labels(bundle.label_names, data, args.model)
-    metrics = prefixed(evaluate_bundle(accelerator, spec, bundle, cfg, data, args.split, desc=args.split),
-                       f"{args.split}_")
-    if accelerator.is_main_process:
-        print(json.dumps(metrics, indent=2))
-        if args.output:
-            write_json(Path(args.output), metrics)
-    return 0
+    return evaluate(accelerator, model, loader, spec, data, bundle, desc=desc)

@@ -2,19 +2,19 @@
 
 prepare → step counts recomputed after prepare → accumulate → clip → step → evaluate each epoch with
 ``gather_for_metrics`` → keep the best weights → atomic checkpoints → unwrap and save on the main process →
-final test evaluation into ``results.json``. Tasks only supply ``forward`` and ``predict`` (see ``TaskSpec``).
+final test evaluation into ``results.json``. Tasks only supply ``forward`` and ``predict`` (see ``TaskSpec``); the
+loop is handed the task's spec and knows no task, card or Hub (``hf_tasks.train`` orchestrates those).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -24,10 +24,14 @@ from hf_tasks.engine import run_folder
 from hf_tasks.config import TrainConfig
 from hf_tasks.errors import HfTasksError
 from hf_tasks.engine.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
+from hf_tasks.engine.accelerator import keep_freed_memory, make_accelerator
 from hf_tasks.engine.optim import build_optimizer, build_scheduler
 from hf_tasks.engine.preemption import Preempted, stop_on_signals
-from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks, get_task
-from hf_tasks.engine.accelerator import keep_freed_memory
+from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks
+from hf_tasks.util import flatten, write_json
+
+#: called on the main process with the finished run folder, while the run still holds it (the card is written so)
+Describe = Callable[[Path], None]
 
 
 @dataclass
@@ -73,35 +77,24 @@ class Run:
         return self.hooks.model_for_eval(self.model)
 
 
-def make_accelerator(cfg: TrainConfig):
-    """The only place an Accelerator is configured."""
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+def train(cfg: TrainConfig, spec: TaskSpec, describe: Describe | None = None) -> dict[str, Any]:
+    """Train, evaluate and save one run of the task ``spec`` described by a validated config; return the results.
 
-    return Accelerator(
-        mixed_precision=cfg.mixed_precision,
-        gradient_accumulation_steps=cfg.grad_accum,
-        log_with=cfg.report_to or None,
-        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-
-
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, evaluate and save one run described by a validated config; return the final results."""
+    ``describe`` (optional) runs on the main process once the run folder is complete, before its outputs are listed.
+    """
     accelerator = make_accelerator(cfg)
     keep_freed_memory(accelerator.device.type)
     with ExitStack() as held:  # the main process holds the folder's lock; a refusal stops every process
         run_folder.agree(accelerator, lambda: held.enter_context(run_folder.exclusive(Path(cfg.output_dir))))
-        return train_in(cfg, accelerator)
+        return train_in(cfg, spec, accelerator, describe)
 
 
-def train_in(cfg: TrainConfig, accelerator) -> dict[str, Any]:
+def train_in(cfg: TrainConfig, spec: TaskSpec, accelerator, describe: Describe | None = None) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     output_dir, foreign = run_folder.prepare(cfg, accelerator)
     set_seed(cfg.seed)
-    run = setup_run(cfg, accelerator, output_dir)
+    run = setup_run(cfg, spec, accelerator, output_dir)
     run.foreign_at_start = foreign
     state = resume(run, cfg.resume) if cfg.resume else TrainState()
     state.label_names, state.num_processes = run.bundle.label_names, accelerator.num_processes
@@ -111,18 +104,12 @@ def train_in(cfg: TrainConfig, accelerator) -> dict[str, Any]:
     accelerator.init_trackers("hf-tasks", config=_tracker_config(cfg))
     with stop_on_signals() as run.stop_flag:
         train_epochs(run, state)
-    results = finish(run, state)
-    if cfg.push_to_hub and accelerator.is_main_process:
-        from hf_tasks.hub.push import push_run
-
-        push_run(output_dir, cfg.push_to_hub, private=cfg.hub_private, revision=cfg.hub_revision)
-    accelerator.wait_for_everyone()
+    results = finish(run, state, describe)
     accelerator.end_training()  # ends trackers and, on N processes, the process group: nothing collective after
     return results
 
 
-def setup_run(cfg: TrainConfig, accelerator, output_dir: Path) -> Run:
-    spec = get_task(cfg.task)
+def setup_run(cfg: TrainConfig, spec: TaskSpec, accelerator, output_dir: Path) -> Run:
     data = spec.load_data(cfg)
     bundle = spec.build_model(cfg, data)
     names = {"train": cfg.data.train_split, "eval": cfg.data.eval_split, "test": cfg.data.test_split}
@@ -287,7 +274,8 @@ def end_of_epoch(run: Run, state: TrainState) -> bool:
     """
     stop = False
     if "eval" in run.loaders:
-        metrics = evaluate(run.accelerator, run.eval_model, run.loaders["eval"], run.spec, run.data, desc="eval")
+        metrics = evaluate(run.accelerator, run.eval_model, run.loaders["eval"], run.spec, run.data, run.bundle,
+                           desc="eval")
         scalars = scalar_metrics(metrics, "eval_")
         state.log_history.append({"step": state.global_step, "epoch": state.epoch, **scalars})
         run.accelerator.log({k.replace("eval_", "eval/"): v for k, v in scalars.items()}, step=state.global_step)
@@ -337,15 +325,15 @@ def save(run: Run, state: TrainState) -> None:
         write_json(run.output_dir / "log_history.json", state.log_history)
 
 
-def finish(run: Run, state: TrainState) -> dict[str, Any]:
+def finish(run: Run, state: TrainState, describe: Describe | None = None) -> dict[str, Any]:
     """Restore the best weights, save the loadable model, evaluate on test, write results.json."""
     acc = run.accelerator
     acc.wait_for_everyone()
     load_best_weights(run)
     unwrapped = acc.unwrap_model(run.eval_model)
     if acc.is_main_process:
-        run.spec.save_model(ModelBundle(unwrapped, run.bundle.processor, run.bundle.label_names),
-                            run.output_dir, run.data)
+        run.spec.save_model(ModelBundle(unwrapped, run.bundle.processor, run.bundle.label_names,
+                                        run.bundle.settings), run.output_dir, run.data)
     results: dict[str, Any] = {"train_steps": state.global_step, "train_epochs": state.epoch,
                                "train_runtime_s": round(state.train_seconds, 3),
                                "train_skipped_steps": state.skipped_steps,
@@ -358,7 +346,7 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
         name, _ = best_metric(run.cfg, run.spec)
         results.update({f"best_eval_{name}": state.best_metric, "best_step": state.best_step})
     if "test" in run.loaders:
-        metrics = evaluate(acc, run.eval_model, run.loaders["test"], run.spec, run.data, desc="test")
+        metrics = evaluate(acc, run.eval_model, run.loaders["test"], run.spec, run.data, run.bundle, desc="test")
         results.update(prefixed(metrics, "test_"))
         acc.log({k.replace("test_", "test/"): v for k, v in scalar_metrics(metrics, "test_").items()},
                 step=state.global_step)
@@ -367,30 +355,14 @@ def finish(run: Run, state: TrainState) -> dict[str, Any]:
         write_json(run.output_dir / "results.json", results)
         write_json(run.output_dir / "log_history.json", state.log_history)
         run_folder.mark_finished(run.output_dir)
-        from hf_tasks.cards.render import write_card
-
-        write_card(run.output_dir)
+        if describe is not None:
+            describe(run.output_dir)
         run_folder.record_outputs(run.output_dir, run.foreign_at_start)
     acc.wait_for_everyone()
     return results
 
 
-def write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
-
-
 def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
     """Trackers (tensorboard hparams) accept only scalars: flatten and stringify the rest."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}{key}.", inner)
-        else:
-            flat[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) else str(value)
-
-    walk("", cfg.to_dict())
-    return flat
+    return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+            for key, value in flatten(cfg.to_dict()).items()}

@@ -3,10 +3,11 @@
 Point ``HF_ENDPOINT`` at it (and set ``HF_HUB_DISABLE_XET=1``: uploads then use the plain LFS protocol). It serves
 what huggingface_hub's ``HfApi`` (repo create/info, branches, refs, tree, preupload, LFS batch, commit),
 ``hf_hub_download``/``snapshot_download`` and therefore ``from_pretrained``/``timm.create_model("hf-hub:…")``
-call. Storage lives in ``hub_storage.py``, the routes that move content in ``hub_transfer.py``.
+call. Storage lives in ``storage.py``, the routes that move content in ``transfer.py``, and what both route
+modules share (``Hub``, ``Faults``, the protocol helpers) in ``protocol.py``.
 Run it with ``hf-tasks hub serve --root DIR`` or, in tests, ``with serve(root) as hub: …`` (uvicorn in a thread).
 
-Two details of the client's protocol shape this file:
+Two details of the client's protocol shape these routes (helpers in ``protocol.py``):
 * revisions arrive URL-quoted as ONE path segment (``refs%2Fpr%2F1``), but ASGI servers decode ``%2F`` before
   routing, so every route re-reads the revision from ``scope["raw_path"]``;
 * LFS upload URLs are pre-signed (the client PUTs without its token, as to S3), so they carry an HMAC.
@@ -14,114 +15,19 @@ Two details of the client's protocol shape this file:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
 import shutil
 import socket
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from fastapi import Request
 
+from hf_tasks.hub.protocol import Faults, Hub, base_url, json_response, raw_segments, repo_type_of, split_revision
 from hf_tasks.hub.storage import HubError, Storage, info_payload, parse_card, tree_entries
-
-READ_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
-
-
-@dataclass
-class Faults:
-    """Fault injection for tests: drop the connection (no response at all) while an LFS object is uploaded.
-
-    PUTs are counted from when ``drop_lfs_put`` was called; the object of the ``nth`` PUT becomes the victim and
-    its next ``times`` upload attempts are dropped (uploads of other objects go through). huggingface_hub retries a
-    dropped PUT 5 times with 1+2+4+8+8 s of backoff, so ``times=6`` makes the push fail.
-    """
-
-    drop_at: int | None = None
-    drop_times: int = 1
-    puts_seen: int = 0
-    dropped: int = 0
-    victim: str | None = None
-
-    def drop_lfs_put(self, nth: int = 1, times: int = 1) -> None:
-        self.drop_at, self.drop_times, self.puts_seen, self.dropped, self.victim = nth, times, 0, 0, None
-
-    def clear(self) -> None:
-        self.drop_at, self.victim = None, None
-
-    def should_drop(self, oid: str) -> bool:
-        """Called once per upload PUT, on the event loop (no lock needed)."""
-        self.puts_seen += 1
-        if self.drop_at is not None and self.victim is None and self.puts_seen == self.drop_at:
-            self.victim = oid
-        drop = oid == self.victim and self.dropped < self.drop_times
-        self.dropped += drop
-        return drop
-
-
-@dataclass
-class Hub:
-    """What every route needs: storage, who may write, fault plan, and the uvicorn server (to drop connections)."""
-
-    storage: Storage
-    tokens: set[str] | None = None
-    user: str = "user"
-    faults: Faults = field(default_factory=Faults)
-    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    server: Any = None
-
-    def user_of(self, request, required: bool = False) -> str | None:
-        """Any bearer token is accepted unless a token list is configured; None when anonymous."""
-        auth = request.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        if token is None and not required:
-            return None
-        if token is None or (self.tokens is not None and token not in self.tokens):
-            raise HubError(401, "Invalid credentials in Authorization header")
-        return self.user
-
-    def readable(self, request, repo_type: str, repo_id: str) -> dict[str, Any]:
-        meta = self.storage.load_repo(repo_type, repo_id)
-        if meta is None or (meta["private"] and self.user_of(request) is None):
-            raise HubError(404 if meta is None else 401, "Repository not found", "RepoNotFound")
-        return meta
-
-    def writable(self, request, repo_type: str, repo_id: str) -> tuple[dict[str, Any], str]:
-        user = self.user_of(request, required=True)
-        return self.storage.require_repo(repo_type, repo_id), user
-
-    def sign(self, oid: str, size: int) -> str:
-        return hmac.new(self.secret, f"{oid}:{size}".encode(), hashlib.sha256).hexdigest()
-
-    async def drop_connection(self, request: Request) -> None:
-        """Abort the TCP connection of this request so the client sees no response at all."""
-        client = request.scope.get("client")
-        connections = self.server.server_state.connections if self.server is not None else ()
-        for conn in list(connections):
-            if getattr(conn, "client", None) == tuple(client or ()):
-                conn.transport.abort()
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-
-def raw_segments(request: Request) -> list[str]:
-    """Path segments as sent (``%2F`` inside a segment stays inside it), each unquoted."""
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    return [unquote(s) for s in raw.decode("latin-1").split("?", 1)[0].strip("/").split("/")]
-
-
-def split_revision(segments: list[str]) -> tuple[str, list[str]]:
-    """(revision, rest): the revision is one quoted segment, or ``refs/pr/N`` / ``refs/heads/x`` sent unquoted."""
-    if not segments or not segments[0]:
-        raise HubError(400, "missing revision")
-    if segments[0] == "refs" and len(segments) >= 3 and segments[1] in ("pr", "heads"):
-        return "/".join(segments[:3]), segments[3:]
-    return segments[0], segments[1:]
+from hf_tasks.hub.transfer import add_transfer_routes
 
 
 def create_app(root: str | Path, tokens: list[str] | None = None, user: str = "user",
@@ -144,18 +50,10 @@ def create_app(root: str | Path, tokens: list[str] | None = None, user: str = "u
             headers["X-Repo-Commit"] = exc.commit
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
 
-    from hf_tasks.hub.transfer import add_transfer_routes
-
     _account_routes(app, hub)
     _repo_routes(app, hub)
     add_transfer_routes(app, hub)
     return app
-
-
-def repo_type_of(plural: str) -> str:
-    if plural not in READ_TYPES:
-        raise HubError(404, f"unknown repo type {plural!r}")
-    return READ_TYPES[plural]
 
 
 def _account_routes(app, hub: Hub) -> None:
@@ -261,16 +159,6 @@ def _info(hub: Hub, request, repo_type: str, repo_id: str, revision: str) -> dic
     meta = hub.readable(request, repo_type, repo_id)
     commit_id, _ = hub.storage.resolve(meta, revision)
     return info_payload(hub.storage, meta, hub.storage.read_commit(meta, commit_id))
-
-
-def base_url(request: Request) -> str:
-    return str(request.base_url)
-
-
-def json_response(payload: Any, status: int, media_type: str = "application/json"):
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(payload, status_code=status, media_type=media_type)
 
 
 class ServerHandle:

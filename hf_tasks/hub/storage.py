@@ -1,4 +1,4 @@
-"""On-disk storage of the local Hub (see ``hub_server.py``): content-addressed blobs, snapshot commits, refs.
+"""On-disk storage of the local Hub (see ``server.py``): content-addressed blobs, snapshot commits, refs.
 
 Layout under ``root``::
 

@@ -1,7 +1,8 @@
 """The routes of the local Hub that move content: preupload + commit, the LFS batch/upload/verify API, downloads.
 
-Split from ``hub_server.py`` (app, auth, repo metadata routes, ``serve``) to keep both files small; the protocol
-they implement is huggingface_hub's ``_commit_api.py``, ``lfs.py`` and ``file_download.py``.
+Split from ``server.py`` (app, auth, repo metadata routes, ``serve``) to keep both files small, with what both
+share in ``protocol.py``; the protocol they implement is huggingface_hub's ``_commit_api.py``, ``lfs.py`` and
+``file_download.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 
 from fastapi import Request
 
-from hf_tasks.hub.server import Hub, base_url, json_response, raw_segments, repo_type_of, split_revision
+from hf_tasks.hub.protocol import Hub, base_url, json_response, raw_segments, repo_type_of, split_revision
 from hf_tasks.hub.storage import HubError, is_lfs
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hf_tasks.config import TrainConfig
+from hf_tasks.registry import CardParts
+from hf_tasks.util import fmt, is_hub_id
 
 GALLERY_FILE = "caption_gallery.png"
 
@@ -19,7 +21,7 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None) -> dict[st
     """Template variables of ``model_cards/captioning.md``."""
     from hf_tasks.tasks.captioning.tokenizer import generation_options
 
-    headline = [(name, _fmt(results.get(key))) for name, key in (
+    headline = [(name, fmt(results.get(key))) for name, key in (
         ("BLEU-4", "test_bleu4"), ("BLEU-3", "test_bleu3"), ("BLEU-2", "test_bleu2"), ("BLEU-1", "test_bleu1"),
         ("brevity penalty", "test_brevity_penalty"), ("length ratio (hyp / ref)", "test_length_ratio"),
         ("test images", "test_num_samples")) if results.get(key) is not None]
@@ -67,8 +69,6 @@ def card_data(cfg: TrainConfig, results: dict):
     """Hub metadata: pipeline tag image-to-text and a model-index with the test split's BLEU-4 (variant named)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    from hf_tasks.cards.render import _is_hub_id
-
     dataset = cfg.data.dataset
     evals = [EvalResult(task_type="image-to-text", dataset_type=dataset, dataset_name=Path(dataset).name or dataset,
                         dataset_split=cfg.data.test_split, dataset_revision=cfg.data.revision, metric_type="bleu",
@@ -79,12 +79,13 @@ def card_data(cfg: TrainConfig, results: dict):
         model_name=Path(cfg.output_dir).name, library_name="transformers", pipeline_tag="image-to-text",
         tags=["image-to-text", "image-captioning", "vision-encoder-decoder", "hf-tasks"],
         base_model=(bases[0] if len(bases) == 1 else bases) or None,
-        datasets=[dataset] if _is_hub_id(dataset) else None, metrics=["bleu"], eval_results=evals or None,
+        datasets=[dataset] if is_hub_id(dataset) else None, metrics=["bleu"], eval_results=evals or None,
     )
 
 
-def usage_snippet(model_id: str) -> str:
-    """Runs as written (a test executes it): the image-text-to-text pipeline, then the step-by-step way."""
+def usage(cfg: TrainConfig, model_id: str, output_dir: Path | None = None) -> str:
+    """Runs as written (a test executes it): the image-text-to-text pipeline, then the step-by-step way (the same
+    for every captioning run: ``cfg`` and ``output_dir`` are not needed)."""
     return "\n".join([
         "import hf_tasks.models  # registers hf-tasks' CaptioningProcessor (and CNN encoder / LSTM decoder)",
         "from PIL import Image",
@@ -129,7 +130,5 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|") or "(empty)"
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+# the caption gallery needs the trained model, so the task draws it at save time (no ``figures`` here)
+CARD = CardParts(template="captioning.md", context=context, card_data=card_data, usage=usage)

@@ -31,20 +31,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+# the presets are data of the run config (``data.augment.preset``); ``build_augmentation(NO_AUGMENT)`` is None
+from hf_tasks.config import KERAS_PRESET, NO_AUGMENT
+
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 #: Keras fill modes -> grid_sample padding modes. Each pair agrees on what lies outside the image:
 #: edge replication, half-sample symmetric reflection, zeros.
 FILL_MODES: dict[str, str] = {"nearest": "border", "reflect": "reflection", "constant": "zeros"}
 
-#: The Keras cats-vs-dogs recipe (``ImageDataGenerator(rotation_range=40, width_shift_range=0.2, ...)``).
-KERAS_PRESET: dict[str, Any] = dict(
-    rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2, zoom=0.2, hflip=True, fill_mode="nearest"
-)
-#: Everything off: ``build_augmentation(NO_AUGMENT)`` returns ``None``.
-NO_AUGMENT: dict[str, Any] = dict(
-    rotation=0, width_shift=0, height_shift=0, shear=0, zoom=0, hflip=False, fill_mode="nearest"
-)
 AUGMENT_KEYS: frozenset[str] = frozenset(KERAS_PRESET)
 
 

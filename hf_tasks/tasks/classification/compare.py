@@ -14,6 +14,7 @@ import torch
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from hf_tasks.errors import ConfigError
+from hf_tasks.tasks.classification.card import markdown_table
 
 # ImageNet-1k class indices: 281-285 are the domestic cats (tabby, tiger cat, Persian, Siamese, Egyptian cat),
 # 151-268 the dog breeds (Chihuahua ... Mexican hairless).
@@ -77,21 +78,23 @@ def resolve_groups(mapping: dict[str, list], dataset_labels: list[str], config) 
 
 
 def run_compare(args) -> int:
-    from hf_tasks.engine.evaluation import check_same_labels, evaluate_bundle, evaluation_config
-    from hf_tasks.engine.loop import make_accelerator, write_json
-    from hf_tasks.registry import get_task
+    from hf_tasks.config import evaluation_config
+    from hf_tasks.engine.accelerator import make_accelerator
+    from hf_tasks.engine.evaluation import evaluate_bundle
+    from hf_tasks.labels import check_model_labels
+    from hf_tasks.tasks.classification.spec import SPEC as spec
     from hf_tasks.trust import LoadPolicy
+    from hf_tasks.util import write_json
 
     policy = LoadPolicy(trust_pickle=args.trust_pickle)
-    cfg = evaluation_config("classification", args.dataset, args.split, args.batch_size, args.image_column,
+    cfg = evaluation_config(spec.name, args.dataset, args.split, args.batch_size, args.image_column,
                             args.label_column)
-    spec = get_task(cfg.task)
     accelerator = make_accelerator(cfg)
     data = spec.load_data(cfg)
     rows = [evaluate_baseline(accelerator, spec, cfg, data, args, policy)]
     for name in args.model:
         bundle = spec.load_model(name, policy)
-        check_same_labels(bundle.label_names, data, name)
+        check_model_labels(bundle.label_names, data.info["label_names"], name)
         metrics = evaluate_bundle(accelerator, spec, bundle, cfg, data, args.split, desc=str(name))
         rows.append(row(str(name), "fine-tuned", metrics))
     result = {"dataset": args.dataset, "split": args.split, "label_map": args.label_map, "rows": rows}
@@ -128,10 +131,3 @@ def evaluate_baseline(accelerator, spec, cfg, data, args, policy) -> dict[str, A
 def row(model: str, role: str, metrics: dict[str, Any]) -> dict[str, Any]:
     return {"model": model, "role": role, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "num_samples": metrics["num_samples"]}
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | role | accuracy | macro F1 | samples |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['model']} | {r['role']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['num_samples']} |"
-              for r in rows]
-    return "\n".join(lines)

@@ -1,7 +1,8 @@
 """The detection model card: (config, results, figures) → card text, and the figures drawn from ``results.json``.
 
-Called by ``hf_tasks.cards`` for ``task: detection``. The model-index holds mAP50-95 and mAP50 on the test split;
-every number comes from ``results.json`` (``test_map``, ``test_map_50``, ``test_per_class_*``, ``test_pr_curve``).
+Used by ``hf_tasks.cards`` through ``CARD`` (the spec's ``card``). The model-index holds mAP50-95 and mAP50 on the
+test split; every number comes from ``results.json`` (``test_map``, ``test_map_50``, ``test_per_class_*``,
+``test_pr_curve``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hf_tasks.config import TrainConfig
+from hf_tasks.registry import CardParts
+from hf_tasks.util import fmt, is_hub_id
 
 PR_FILE = "pr_curve.png"
 PER_CLASS_FILE = "per_class_ap.png"
@@ -29,7 +32,7 @@ def plot_figures(results: dict, output_dir: Path) -> None:
                       output_dir / PER_CLASS_FILE)
 
 
-def figures(output_dir: Path) -> list[tuple[str, str]]:
+def figure_files(output_dir: Path) -> list[tuple[str, str]]:
     """(alt text, file) of the figures present in a run folder, in card order."""
     wanted = [("predictions on test images", PREDICTIONS_FILE), ("precision-recall curves", PR_FILE),
               ("per-class AP", PER_CLASS_FILE)]
@@ -48,28 +51,22 @@ def card_data(cfg: TrainConfig, results: dict):
                   dataset_split=cfg.data.test_split, dataset_revision=cfg.data.revision)
     evals = [EvalResult(metric_type=key, metric_name=name, metric_value=results[f"test_{key}"], **common)
              for key, name in (("map", "mAP50-95"), ("map_50", "mAP50")) if results.get(f"test_{key}") is not None]
-    is_hub = dataset.count("/") == 1 and not Path(dataset).exists() and not dataset.startswith((".", "/"))
     return ModelCardData(
         model_name=Path(cfg.output_dir).name, library_name="hf-tasks", pipeline_tag="object-detection",
         tags=["object-detection", "hf-tasks", "ultralytics", "yolo"],
         # base_model would have to be a Hub repo id; a .pt file name is not one (the description names it)
-        datasets=[dataset] if is_hub else None, metrics=["map"], eval_results=evals or None,
+        datasets=[dataset] if is_hub_id(dataset) else None, metrics=["map"], eval_results=evals or None,
     )
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> dict[str, Any]:
+    """Template variables of ``model_cards/detection.md`` (``output_dir``: which figure files exist)."""
     names = results.get("test_per_class_names") or []
     columns = [results.get(f"test_per_class_{k}") or [None] * len(names)
                for k in ("ap", "ap50", "precision", "recall", "num_gt")]
-    per_class = [{"name": n, "ap": _fmt(a), "ap50": _fmt(b), "precision": _fmt(p), "recall": _fmt(r), "gt": g}
+    per_class = [{"name": n, "ap": fmt(a), "ap50": fmt(b), "precision": fmt(p), "recall": fmt(r), "gt": g}
                  for n, a, b, p, r, g in zip(names, *columns)]
-    headline = [(label, _fmt(results[key])) for label, key in (
+    headline = [(label, fmt(results[key])) for label, key in (
         ("mAP50-95", "test_map"), ("mAP50", "test_map_50"), ("mAP75", "test_map_75"), ("precision", "test_precision"),
         ("recall", "test_recall"), ("test images", "test_num_images")) if results.get(key) is not None]
     what = "fine-tuned from" if is_pretrained(cfg) else "trained from scratch as"
@@ -80,8 +77,7 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> 
                        "hf-tasks' accelerate loop using ultralytics' model, loss, augmentation and EMA.",
         "headline": headline, "per_class": per_class, "label_names": model_names, "num_labels": len(model_names),
         "dataset_classes": names, "image_size": cfg.data.image_size or 640,
-        "figures": figures(output_dir) if output_dir is not None else [],
-        "has_pt": output_dir is not None and (output_dir / "model.pt").is_file(),
+        "figures": figure_files(Path(output_dir)) if output_dir is not None else [],
         "dataset": cfg.data.dataset, "split_sizes": results.get("dataset_split_sizes", {}),
         "ultralytics_version": _version("ultralytics"),
     }
@@ -96,7 +92,10 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def usage_snippet(model_id: str, has_pt: bool) -> str:
+def usage(cfg: TrainConfig, model_id: str, output_dir: Path | None = None) -> str:
+    """Runs as written (a test executes it): hf-tasks' detector, and ultralytics itself when the run exported
+    ``model.pt``."""
+    has_pt = output_dir is not None and (Path(output_dir) / "model.pt").is_file()
     lines = ["from PIL import Image", "from hf_tasks.models.yolo import YoloDetector", "",
              f'model = YoloDetector.from_pretrained("{model_id}")',
              'result = model.predict_images([Image.open("image.jpg")], conf=0.25)[0]',
@@ -109,3 +108,6 @@ def usage_snippet(model_id: str, has_pt: bool) -> str:
             lines.append("from huggingface_hub import hf_hub_download")
         lines += ["from ultralytics import YOLO", "", f"print(YOLO({where}).predict(\"image.jpg\")[0].boxes)"]
     return "\n".join(lines)
+
+
+CARD = CardParts(template="detection.md", context=context, card_data=card_data, usage=usage, figures=plot_figures)

@@ -1,0 +1,52 @@
+"""What ``hf-tasks demo`` needs of detection: its built-in job on the shapes data, loading a published model back as
+its card says to predict one image, the held-out row's boxes, the picture with the predicted boxes, and the numbers
+the summary shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hf_tasks.demo.features import class_name
+from hf_tasks.registry import Bar, DemoParts, Preset
+
+# (results.json key, short name); the first is the task's headline number
+HEADLINE = (("test_map_50", "mAP50"), ("test_map", "mAP50-95"))
+
+PRESET = Preset(
+    recipe="shapes_yolov8n", repo_name="shapes-yolov8n", bar=Bar("test_map_50", 0.5),
+    build=("--task", "detection", "--num-images", "480", "--image-size", "128", "--val-fraction", "0.1667",
+           "--test-fraction", "0.1667"),
+    overrides=("--data.test_split", "test"),
+    quick_overrides=("--epochs", "8", "--model.config", "{hyp: {close_mosaic: 3, cache: ram}}"))
+
+
+def predict(ref: str, image, conf: float = 0.25) -> dict[str, Any]:
+    from hf_tasks.models.yolo import YoloDetector
+
+    out = YoloDetector.from_pretrained(ref).eval().predict_images([image], conf=conf)[0]
+    return {"boxes": [[round(float(v), 1) for v in box] for box in out["boxes"]],
+            "scores": [round(float(s), 3) for s in out["scores"]], "labels": list(out["names"])}
+
+
+def ground_truth(row: dict, features, image_column: str = "image", label_column: str = "label") -> dict[str, Any]:
+    """The row's boxes (``[x, y, w, h]``) and class names (empty when the row has no ``objects`` column)."""
+    if "objects" not in row:
+        return {}
+    categories = features["objects"]["category"]
+    return {"boxes_xywh": row["objects"]["bbox"],
+            "labels": [class_name(categories, c) for c in row["objects"]["category"]]}
+
+
+def draw(image, prediction: dict[str, Any]):
+    """A copy of the image with the predicted boxes, their class names and scores."""
+    from PIL import ImageDraw
+
+    image = image.copy()
+    canvas = ImageDraw.Draw(image)
+    for box, name, score in zip(prediction["boxes"], prediction["labels"], prediction["scores"]):
+        canvas.rectangle(box, outline=(255, 0, 0), width=2)
+        canvas.text((box[0] + 2, box[1] + 1), f"{name} {score:.2f}", fill=(255, 0, 0))
+    return image
+
+
+DEMO = DemoParts(predict=predict, ground_truth=ground_truth, preset=PRESET, draw=draw)
