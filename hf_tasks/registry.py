@@ -73,7 +73,7 @@ class TrainHooks:
 class CardParts:
     """What a task adds to the generic model card (``hf_tasks.cards``); every function is pure.
 
-    - ``template``: the Jinja file in ``model_cards/``.
+    - ``template``: the Jinja file's name in ``model_cards/``, or an absolute path (a task outside the package).
     - ``context(cfg, results, output_dir) -> dict``: the template's task variables (``output_dir`` only tells which
       figure files exist; it may be ``None``).
     - ``card_data(cfg, results) -> ModelCardData``: Hub metadata with the model-index of the test split.

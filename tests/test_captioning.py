@@ -174,7 +174,8 @@ def test_tokenizer_is_trained_on_training_captions_only():
     from datasets import Dataset
 
     from hf_tasks.registry import TaskData
-    from hf_tasks.tasks.captioning.spec import build_tokenizer, model_parts
+    from hf_tasks.tasks.captioning.model import build_tokenizer
+    from hf_tasks.tasks.captioning.options import model_parts
     from hf_tasks.tasks.captioning.tokenizer import encode_caption
 
     splits = {"train": Dataset.from_dict({"captions": [["a red circle", "a red disc"], ["one blue square"]]}),
@@ -196,7 +197,7 @@ def test_tokenizer_is_trained_on_training_captions_only():
 
 @pytest.mark.parametrize("override, message", [
     (["--model.config", "{encoder: {model_type: vit}, decoder: {model_type: lstm}, generaton: {}}"],
-     "unknown key 'generaton'; did you mean 'generation'"),
+     "unknown key 'model.config.generaton'; did you mean 'model.config.generation'"),
     (["--model.config", "{encoder: {model_type: vit}, decoder: {model_type: lstm}, generation: {num_beams: 0}}"],
      "generation.num_beams must be an integer >= 1"),
     (["--model.config", "{encoder: {model_type: vit}, decoder: {model_type: lstm}, generation: {beams: 3}}"],

@@ -232,7 +232,8 @@ def test_resume_refuses_a_different_model(shapes_classification, tmp_path):
     train(shapes_classification, tmp_path / "run", "--epochs", "1")
     with pytest.raises(HfTasksError, match="model.name differ from the run"):
         train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto",
-              "--model.name", "timm/test_resnet")
+              "--model.name", "timm/test_resnet",  # the small CNN's options removed: they are not timm's
+              "--model.config", "{hidden_sizes: null, convs_per_stage: null, dropout: null}")
     results = train(shapes_classification, tmp_path / "run", "--epochs", "2", "--resume", "auto")
     assert results["train_epochs"] == 2  # more epochs on resume is a legitimate change
 

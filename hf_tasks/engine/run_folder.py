@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hf_tasks.errors import HfTasksError
+from hf_tasks.util import write_json
 
 OUTPUTS_MANIFEST = "run_outputs.json"
 IN_PROGRESS = "run_in_progress.json"
@@ -86,9 +87,7 @@ def record_outputs(output_dir: Path, foreign_at_start: set[str]) -> None:
     """List what the run wrote: every entry but the lock and what was already there without being a run's."""
     written = sorted(entry.name for entry in output_dir.iterdir()
                      if entry.name not in foreign_at_start and entry.name not in (LOCK_FILE, LOCK_INFO))
-    tmp = output_dir / (OUTPUTS_MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(written, indent=1))
-    tmp.replace(output_dir / OUTPUTS_MANIFEST)
+    write_json(output_dir / OUTPUTS_MANIFEST, written)
 
 
 def check_finished(output_dir: Path, action: str) -> None:

@@ -72,6 +72,8 @@ def mismatch(task: str, split: str, problem: str, features: Any) -> DataError:
     columns = ", ".join(f"{name} ({feature_type(feature)})" for name, feature in features.items())
     kind = guess_kind(features)
     other = f"is this a {kind} dataset? train it with --task {kind}, or " if kind not in (None, task) else ""
+    if task not in BUILD_SOURCES:  # a task from outside the package: it knows its own data
+        return DataError(f"split {split!r} {problem} (columns: {columns}): {other}the {task} task cannot use it")
     return DataError(f"split {split!r} {problem} (columns: {columns}): {other}build a {task} dataset with "
                      f"`hf-tasks build-dataset {BUILD_SOURCES[task]} ...` (or `hf-tasks build-dataset shapes "
                      f"--task {task}`)")
@@ -88,3 +90,10 @@ def check_image_column(splits: dict, task: str, column: str) -> None:
         if not isinstance(feature, Image):
             raise mismatch(task, split, f"column {column!r} ('data.image_column') holds {feature_type(feature)} "
                                         "values, not images", ds.features)
+
+
+def class_name(feature: Any, value: Any) -> Any:
+    """A ClassLabel's name for ``value`` (also inside a list feature); the value itself otherwise."""
+    while not hasattr(feature, "names") and hasattr(feature, "feature"):
+        feature = feature.feature
+    return feature.names[value] if hasattr(feature, "names") and isinstance(value, int) else value

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hf_tasks.demo.features import class_name
 from hf_tasks.registry import Bar, DemoParts, Preset
+from hf_tasks.tasks.columns import class_name
 
 # (results.json key, short name); the first is the task's headline number
 HEADLINE = (("test_map_50", "mAP50"), ("test_map", "mAP50-95"))
