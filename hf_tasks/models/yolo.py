@@ -42,7 +42,9 @@ def prepare_ultralytics() -> None:
       events, no hub or settings sync; ultralytics' ``ONLINE`` flag is computed at import, so this must come first.
     - ``YOLO_AUTOINSTALL=false``: a checkpoint naming a missing package never triggers ``pip install``.
     - ``torch.save`` is restored after import (ultralytics replaces it with a retrying wrapper), so accelerate's
-      checkpoints are written by torch itself.
+      checkpoints are written by torch itself; ``PIL.Image.open`` too (ultralytics swaps in a wrapper that, on a file
+      that is not an image, tries an optional HEIF plugin and fails with ModuleNotFoundError instead of PIL's own
+      ``UnidentifiedImageError``, which the dataset scripts report as a bad file).
     Nothing here draws with fonts (no Arial.ttf download) or calls ``check_amp``: we never run ultralytics'
     trainer, validator or plotting; precision is accelerate's ``mixed_precision``.
     """
@@ -52,11 +54,13 @@ def prepare_ultralytics() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
-    original_save = torch.save
+    from PIL import Image
+
+    original_save, original_open = torch.save, Image.open
     import ultralytics  # noqa: F401
     import ultralytics.utils  # noqa: F401  (the module that patches torch.save)
 
-    torch.save = original_save
+    torch.save, Image.open = original_save, original_open
     _PREPARED = True
 
 

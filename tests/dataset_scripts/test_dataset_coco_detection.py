@@ -11,7 +11,7 @@ import pytest
 from dataset_scripts import cli
 from hf_tasks.errors import DataError
 from tests.helpers import write
-from tests.test_dataset_detection import H, W, build, by_stem, image_bytes
+from tests.dataset_scripts.test_dataset_detection import H, W, build, by_stem, image_bytes
 
 COCO_CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
 

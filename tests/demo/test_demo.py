@@ -25,7 +25,7 @@ def test_each_task_has_its_issue_bar():
 
 
 def demo_modules() -> dict[str, Path]:
-    folder = Path(__file__).resolve().parents[1] / "hf_tasks" / "demo"
+    folder = Path(__file__).resolve().parents[2] / "hf_tasks" / "demo"
     return {f"hf_tasks.demo.{path.stem}": path for path in sorted(folder.glob("*.py")) if path.stem != "__init__"}
 
 

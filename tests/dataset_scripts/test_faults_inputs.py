@@ -1,6 +1,6 @@
 """Untrusted model files, for every task (issue 9): pickled weights only with --trust-pickle (ultralytics .pt, a
 transformers .bin-only folder or captioner, a timm .pth.tar), remote code only with a pinned commit, no eval/exec
-or pip at run time. Untrusted dataset files are tests/test_faults_data.py's."""
+or pip at run time. Untrusted dataset files are tests/dataset_scripts/test_faults_data.py's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A toy task living OUTSIDE the package, named by its import path (``--task tests.toy_task``).
+"""A toy task living OUTSIDE the package, named by its import path (``--task tests.tasks.toy_task``).
 
 Image regression: predict the mean brightness (0..1) of an image. It exists to prove that a task plugs into the
 generic loop, evaluation, cards and Hub push through ``SPEC`` alone, with no change to any project file.
@@ -219,7 +219,7 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> 
 def usage(cfg: TrainConfig, model_id: str, output_dir: Path | None = None) -> str:
     return "\n".join([
         "from PIL import Image",
-        "from tests.toy_task import ToyRegressor, to_pixels",
+        "from tests.tasks.toy_task import ToyRegressor, to_pixels",
         "",
         f'model = ToyRegressor.from_pretrained("{model_id}").eval()',
         'print(float(model(pixel_values=to_pixels(Image.open("image.jpg"))[None]).predictions[0]))',

@@ -1,4 +1,4 @@
-"""A task from outside the package (``tests/toy_task.py``, image brightness regression) plugs in through its
+"""A task from outside the package (``tests/tasks/toy_task.py``, image brightness regression) plugs in through its
 ``SPEC`` alone: trained by a real ``accelerate launch``, evaluated by ``hf-tasks evaluate``, carded, pushed to the
 local Hub and loaded back by repo id, with typed ``model.config`` options, and no project file changed."""
 
@@ -15,7 +15,7 @@ import torch
 
 from tests.helpers import client_env, read_json, run_launch
 
-TASK = "tests.toy_task"
+TASK = "tests.tasks.toy_task"
 REPO_ID = "user/toy-brightness"
 NUM_IMAGES, SIZE = 24, 16
 SPLITS = {"train": 16, "validation": 4, "test": 4}
@@ -74,7 +74,7 @@ def test_trains_under_accelerate_launch_and_writes_its_card(trained):
     assert f"| MAE | {mae:.4f} |" in text  # the headline number, as results.json has it
     card = ModelCard.load(card_path)
     assert card.data.eval_results[0].metric_type == "mae" and card.data.eval_results[0].metric_value == mae
-    assert "tests.toy_task" in text  # the usage snippet and the hyperparameters name the task
+    assert "tests.tasks.toy_task" in text  # the usage snippet and the hyperparameters name the task
 
 
 def test_evaluate_cli_reproduces_the_test_mae(trained, brightness_data, tmp_path):
@@ -98,7 +98,7 @@ from safetensors.torch import load_file
 from hf_tasks.registry import get_task
 
 repo, batch_file, snippet_file, out = sys.argv[1:5]
-spec = get_task("tests.toy_task")
+spec = get_task("tests.tasks.toy_task")
 bundle = spec.load_model(repo)
 with torch.no_grad():
     predicted = spec.predict(bundle.model, load_file(batch_file), bundle)

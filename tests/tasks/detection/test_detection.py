@@ -234,14 +234,21 @@ def refuse(host, *args, **kwargs):
     lookups.append(host)
     raise OSError("no network in this test")
 socket.getaddrinfo = refuse
-original_save = torch.save
+from PIL import Image, UnidentifiedImageError
+original_save, original_open = torch.save, Image.open
 import hf_tasks.tasks.detection.spec, hf_tasks.models.yolo
 assert "ultralytics" not in sys.modules, "ultralytics imported at module import"
 hf_tasks.models.yolo.prepare_ultralytics()
 import os, ultralytics.utils
 assert os.environ["YOLO_OFFLINE"] == "1" and not ultralytics.utils.ONLINE and lookups == [], lookups
 assert torch.save is original_save, "ultralytics' torch.save patch was left in place"
-print("offline")
+import ultralytics.data.dataset  # what the detection task imports next
+assert Image.open is original_open, "ultralytics' PIL.Image.open patch was left in place"
+import io
+try:
+    Image.open(io.BytesIO(b"not an image"))
+except UnidentifiedImageError:  # PIL's own error for a bad file, which the dataset scripts report
+    print("offline")
 """
 
 

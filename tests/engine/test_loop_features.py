@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from tests.test_train_loop import batches, sizes, train
+from tests.engine.test_train_loop import batches, sizes, train
 
 LR = 0.01
 

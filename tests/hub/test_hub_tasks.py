@@ -1,6 +1,6 @@
 """Push → load by repo id over HTTP → identical predictions, for detection and captioning.
 
-(Classification, the push rules, failure half-way and token hygiene are in tests/test_hub.py.) Loading runs in a
+(Classification, the push rules, failure half-way and token hygiene are in tests/hub/test_hub.py.) Loading runs in a
 fresh process with an empty cache, pointed at the local Hub endpoint, as a user's would.
 """
 
@@ -45,8 +45,8 @@ def _predict(ref: str, dataset, task: str, env) -> list:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from hf_tasks.train import train
-    from tests.test_captioning import args as caption_args
-    from tests.test_detection import tiny
+    from tests.tasks.captioning.test_captioning import args as caption_args
+    from tests.tasks.detection.test_detection import tiny
 
     root = tmp_path_factory.mktemp("task_runs")
     build_dataset(["shapes", "--task", "captioning", "--num-images", "30", "--image-size", "32", "--seed", "0",

@@ -1,5 +1,5 @@
 """Detection build scripts on tiny raw layouts written in the real formats: YOLO txt here, COCO json in
-tests/test_dataset_coco_detection.py (which shares this module's helpers)."""
+tests/dataset_scripts/test_dataset_coco_detection.py (which shares this module's helpers)."""
 
 from __future__ import annotations
 
