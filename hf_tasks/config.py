@@ -186,7 +186,8 @@ def read_recipe(recipe: str | Path) -> dict[str, Any]:
         packaged = RECIPES_DIR / f"{Path(recipe).stem}.yaml"
         if not packaged.is_file():
             known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-            raise ConfigError(f"recipe {str(recipe)!r} is neither a file nor a packaged recipe{_hint(str(recipe), known)}"
+            raise ConfigError(f"recipe {str(recipe)!r} is neither a file nor a packaged recipe"
+                              f"{_hint(str(recipe), known)}"
                               f"; packaged recipes: {', '.join(known)}")
         path = packaged
     try:

@@ -1,7 +1,7 @@
 """``hf-tasks demo``: the whole flow, end to end, for each task.
 
 For every job: build the dataset → train with ``accelerate launch`` (the run ends with the evaluation on the test
-split) → write the card → push to a Hub (a local endpoint the demo serves itself, or a folder with ``--hub-dir``) →
+split) → write the card → push to a Hub (a local endpoint the demo serves itself, or a folder: ``--hub-dir``) →
 load the model back in a fresh process, by repo id, and predict a held-out image. Then one summary table, and
 ``summary.json`` plus ``report.html`` (plots, galleries, the held-out predictions) in the output folder.
 

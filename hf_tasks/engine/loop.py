@@ -19,14 +19,14 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from hf_tasks.config import TrainConfig
 from hf_tasks.engine import checkpoint as ckpt
 from hf_tasks.engine import run_folder
-from hf_tasks.config import TrainConfig
-from hf_tasks.errors import HfTasksError
-from hf_tasks.engine.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
 from hf_tasks.engine.accelerator import keep_freed_memory, make_accelerator
+from hf_tasks.engine.evaluation import evaluate, format_metrics, make_loader, prefixed, scalar_metrics
 from hf_tasks.engine.optim import build_optimizer, build_scheduler
 from hf_tasks.engine.preemption import Preempted, stop_on_signals
+from hf_tasks.errors import HfTasksError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks
 from hf_tasks.util import flatten, write_json
 

@@ -1,7 +1,8 @@
 """Graceful stop on SIGTERM/SIGINT: finish the optimizer step, save a resumable checkpoint, exit 128 + signal.
 
-The handler only sets a flag; the loop checks it after each optimizer step and all processes agree (a gather), so every rank saves the same step. A second signal falls back to the default behaviour, so a
-user who presses Ctrl-C twice is not kept waiting.
+The handler only sets a flag; the loop checks it after each optimizer step and all processes agree (a gather), so
+every rank saves the same step. A second signal falls back to the default behaviour, so a user who presses Ctrl-C
+twice is not kept waiting.
 """
 
 from __future__ import annotations

@@ -204,8 +204,8 @@ def test_every_float_setting_is_covered() -> None:
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 def test_non_finite_float_settings_fail_naming_the_key(key, value) -> None:
-    from hf_tasks.registry import load_config
     from hf_tasks.errors import ConfigError
+    from hf_tasks.registry import load_config
 
     given = f"[{value}, 0.9]" if key == "optim.betas" else value
     with pytest.raises(ConfigError, match=rf"^'{re.escape(key)}' must be .*\(got .*{value}"):
@@ -215,8 +215,8 @@ def test_non_finite_float_settings_fail_naming_the_key(key, value) -> None:
 @pytest.mark.parametrize(("key", "value"), [("optim.momentum", "-0.5"), ("optim.momentum", "1.0"),
                                             ("optim.weight_decay", "-0.1"), ("optim.max_grad_norm", "0")])
 def test_out_of_range_float_settings_fail_naming_the_key(key, value) -> None:
-    from hf_tasks.registry import load_config
     from hf_tasks.errors import ConfigError
+    from hf_tasks.registry import load_config
 
     with pytest.raises(ConfigError, match=rf"^'{re.escape(key)}' must be "):
         load_config(None, ["--data.dataset", "some/data", f"--{key}", value])
@@ -256,8 +256,7 @@ NEEDS = {"classification": "'label'", "detection": "'objects'", "captioning": "'
 def test_task_on_another_tasks_dataset_is_one_clean_line(task, kind, fault_data, tmp_path, capsys) -> None:
     """Each task on each kind of shapes dataset: its own kind loads; another kind fails before any model is built,
     with one line naming the split, the column the task needs, the kind the dataset looks like and the fix."""
-    from hf_tasks.registry import load_config
-    from hf_tasks.registry import get_task
+    from hf_tasks.registry import get_task, load_config
     from tests.faults import task_args
 
     argv = task_args(task, fault_data[kind], tmp_path / "run", "--max-steps", "1")

@@ -10,6 +10,7 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
 from hf_tasks.images import to_rgb
 from hf_tasks.registry import ModelBundle, TaskData
+
 CAPTIONS_COLUMN = "captions"
 
 

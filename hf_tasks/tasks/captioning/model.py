@@ -1,4 +1,5 @@
-"""The captioning task's model glue: build, load and save the network (the architectures live in hf_tasks.models)."""
+"""The captioning task's model glue: build, load and save the network (the architectures themselves live in
+``hf_tasks.models``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch
 
 from hf_tasks.config import TrainConfig
 from hf_tasks.images import to_rgb
-from hf_tasks.tasks.captioning.data import references
 from hf_tasks.registry import ModelBundle, TaskData
+from hf_tasks.tasks.captioning.data import references
 from hf_tasks.tasks.captioning.options import model_parts
 from hf_tasks.trust import LoadPolicy, load_errors
 
@@ -82,8 +83,9 @@ def configure_generation(model, tokenizer, options: dict[str, Any]) -> None:
 def load_model(path: str | Path, policy: LoadPolicy | None = None) -> ModelBundle:
     """A saved output folder (or Hub id) back as a bundle, for evaluation and fine-tuning (safetensors only unless
     ``policy`` trusts pickles)."""
-    import hf_tasks.models  # noqa: F401  registers the CNN encoder, LSTM decoder and CaptioningProcessor
     from transformers import AutoProcessor, VisionEncoderDecoderModel
+
+    import hf_tasks.models  # noqa: F401  registers the CNN encoder, LSTM decoder and CaptioningProcessor
 
     policy = policy or LoadPolicy()
     with load_errors("model.name", str(path), LOAD_HINT, policy.trust_pickle):

@@ -33,8 +33,8 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.errors import ConfigError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec
 from hf_tasks.tasks.captioning.card import CARD
-from hf_tasks.tasks.captioning.demo import DEMO, HEADLINE
 from hf_tasks.tasks.captioning.data import collate, load_data, make_dataset
+from hf_tasks.tasks.captioning.demo import DEMO, HEADLINE
 from hf_tasks.tasks.captioning.model import build_model, load_model, save_model
 from hf_tasks.tasks.captioning.options import check_architecture, model_parts, options
 

@@ -11,6 +11,7 @@ from hf_tasks.data import open_run_splits
 from hf_tasks.errors import DataError
 from hf_tasks.images import to_rgb
 from hf_tasks.registry import ModelBundle, TaskData
+
 # ----------------------------------------------------------------------------------------------- data
 
 

@@ -1,4 +1,5 @@
-"""The classification task's model glue: build, load and save the network (the architectures live in hf_tasks.models)."""
+"""The classification task's model glue: build, load and save the network (the architectures themselves live in
+``hf_tasks.models``)."""
 
 from __future__ import annotations
 
@@ -73,9 +74,9 @@ def _build_timm(cfg: TrainConfig, label_kwargs: dict):
 
 
 def _build_transformers(cfg: TrainConfig, label_kwargs: dict):
-    import hf_tasks.models  # noqa: F401  a saved small_cnn folder loads through the auto classes
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor
 
+    import hf_tasks.models  # noqa: F401  a saved small_cnn folder loads through the auto classes
     from hf_tasks.tasks.options import check_unused
 
     overrides, policy = dict(cfg.model.config), LoadPolicy.of(cfg.model)
@@ -181,8 +182,9 @@ def freeze_backbone(model: torch.nn.Module) -> None:
 def load_model(path: str | Path, policy: LoadPolicy | None = None) -> ModelBundle:
     """A saved output folder (or Hub id) back as a bundle, for evaluation and comparison (safetensors only unless
     ``policy`` trusts pickles)."""
-    import hf_tasks.models  # noqa: F401  registers small_cnn with the auto classes
     from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    import hf_tasks.models  # noqa: F401  registers small_cnn with the auto classes
 
     policy = policy or LoadPolicy()
     model = _hub_call(AutoModelForImageClassification.from_pretrained, str(path), **policy.model_kwargs())

@@ -18,10 +18,17 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.errors import ConfigError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec
 from hf_tasks.tasks.classification.card import CARD
-from hf_tasks.tasks.classification.demo import DEMO, HEADLINE
-from hf_tasks.util import did_you_mean
 from hf_tasks.tasks.classification.data import collate, load_data, make_dataset
-from hf_tasks.tasks.classification.model import SMALL_CNN, TIMM_OWN_KEYS, TIMM_PREFIX, build_model, load_model, save_model
+from hf_tasks.tasks.classification.demo import DEMO, HEADLINE
+from hf_tasks.tasks.classification.model import (
+    SMALL_CNN,
+    TIMM_OWN_KEYS,
+    TIMM_PREFIX,
+    build_model,
+    load_model,
+    save_model,
+)
+from hf_tasks.util import did_you_mean
 
 # ----------------------------------------------------------------------------------------------- config checks
 

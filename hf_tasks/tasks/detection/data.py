@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
-
 from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
 from hf_tasks.errors import DataError
-from hf_tasks.tasks.detection.model import DetectionSettings
 from hf_tasks.registry import ModelBundle, TaskData
+from hf_tasks.tasks.detection.model import DetectionSettings
+
 # ----------------------------------------------------------------------------------------------- data
 
 

@@ -1,11 +1,11 @@
-"""The detection task's model glue: build, load and save the network (the architectures live in hf_tasks.models)."""
+"""The detection task's model glue: build, load and save the network (the architectures themselves live in
+``hf_tasks.models``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
 
 from hf_tasks.config import TrainConfig
 from hf_tasks.errors import ConfigError

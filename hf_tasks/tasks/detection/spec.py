@@ -2,8 +2,8 @@
 
 Only glue lives here; the parts are ultralytics' own: ``DetectionModel`` (from a yaml or a ``.pt``), its
 ``v8DetectionLoss`` (gains box/cls/dfl from its default cfg unless ``model.config.hyp`` says otherwise), its
-``YOLODataset`` augmentation pipeline fed from our Arrow splits (``hf_tasks.tasks.detection.yolo_data``), its ``collate_fn``, its
-NMS and its ``ModelEMA`` (through ``TrainHooks``). mAP comes from the project's ``coco_map`` metric.
+``YOLODataset`` augmentation pipeline fed from our Arrow splits (``hf_tasks.tasks.detection.yolo_data``), its
+``collate_fn``, its NMS and its ``ModelEMA`` (through ``TrainHooks``). mAP comes from the project's ``coco_map`` metric.
 
 ``model.config`` keys (all optional):
 
@@ -32,10 +32,16 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.errors import ConfigError
 from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks
 from hf_tasks.tasks.detection.card import CARD
-from hf_tasks.tasks.detection.demo import DEMO, HEADLINE
 from hf_tasks.tasks.detection.data import class_map, collate, load_data, make_dataset
-from hf_tasks.tasks.detection.model import (HYP_KEYS, TRAINER_KEYS, DetectionSettings, build_model, load_model,
-                                            save_model)
+from hf_tasks.tasks.detection.demo import DEMO, HEADLINE
+from hf_tasks.tasks.detection.model import (
+    HYP_KEYS,
+    TRAINER_KEYS,
+    DetectionSettings,
+    build_model,
+    load_model,
+    save_model,
+)
 from hf_tasks.tasks.detection.options import options
 from hf_tasks.util import did_you_mean
 
@@ -128,8 +134,8 @@ def compute_metrics(outputs: list[dict], data: TaskData, bundle: ModelBundle | N
     curve for the card. The model's classes are matched to the dataset's by name (``bundle.label_names``)."""
     import numpy as np
 
-    from hf_tasks.tasks.detection.plots import pr_curve
     from hf_tasks.metrics import load_metric
+    from hf_tasks.tasks.detection.plots import pr_curve
 
     names = data.info["label_names"]
     mapping = class_map(bundle.label_names, names) if bundle is not None and bundle.label_names else range(len(names))

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from hf_tasks.registry import load_config
 from hf_tasks.errors import ConfigError
+from hf_tasks.registry import load_config
 from tests.helpers import build_dataset, read_json, run_launch, subprocess_env
 
 TINY = {
@@ -79,8 +79,9 @@ def _test_images(dataset, count: int = 5):
 
 def test_reload_generates_the_captions_evaluation_produced(trained, captions_data):
     """save -> from_pretrained -> the same captions as the trained model gave in the final test evaluation."""
-    import hf_tasks.models  # noqa: F401  registers CaptioningProcessor, the CNN encoder and the LSTM decoder
     from transformers import AutoProcessor, VisionEncoderDecoderModel
+
+    import hf_tasks.models  # noqa: F401  registers CaptioningProcessor, the CNN encoder and the LSTM decoder
 
     out, results = trained
     model = VisionEncoderDecoderModel.from_pretrained(out).eval()
@@ -105,8 +106,9 @@ def test_a_saved_captioner_is_the_starting_point_of_another_run(trained, caption
     bundle = spec.build_model(cfg, spec.load_data(cfg))
     assert bundle.model.generation_config.num_beams == 4
     assert bundle.processor.tokenizer.get_vocab() == read_json(out / "tokenizer.json")["model"]["vocab"]
-    import hf_tasks.models  # noqa: F401
     from transformers import VisionEncoderDecoderModel
+
+    import hf_tasks.models  # noqa: F401
 
     saved, built = VisionEncoderDecoderModel.from_pretrained(out).state_dict(), bundle.model.state_dict()
     assert saved.keys() == built.keys()
@@ -115,8 +117,9 @@ def test_a_saved_captioner_is_the_starting_point_of_another_run(trained, caption
 
 
 def test_image_text_to_text_pipeline_serves_the_saved_model(trained, captions_data):
-    import hf_tasks.models  # noqa: F401
     from transformers import AutoProcessor, VisionEncoderDecoderModel, pipeline
+
+    import hf_tasks.models  # noqa: F401
 
     out, _ = trained
     image = _test_images(captions_data, 1)[0]
@@ -247,8 +250,14 @@ def local_pretrained(tmp_path_factory):
     """Stand-ins for Hub checkpoints: a tiny ViT with its image processor, a tiny GPT-2 with a GPT-2 style
     tokenizer whose bos = eos = <|endoftext|> and no pad token (as distilgpt2 ships)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, ViTConfig, ViTImageProcessor, \
-        ViTModel
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        PreTrainedTokenizerFast,
+        ViTConfig,
+        ViTImageProcessor,
+        ViTModel,
+    )
 
     root = tmp_path_factory.mktemp("pretrained")
     ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,

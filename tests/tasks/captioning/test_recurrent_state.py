@@ -66,7 +66,7 @@ def test_recurrent_state_cache_reorders_repeats_and_crops_its_history():
 def _tiny_captioner(decoder_kind: str):
     """A ViT + (GPT-2 | LSTM) encoder-decoder with large random weights, so each image and prefix changes the next
     token: a lost or misplaced generation state then changes the generated ids."""
-    from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTModel, VisionEncoderDecoderModel
+    from transformers import GPT2Config, GPT2LMHeadModel, VisionEncoderDecoderModel, ViTConfig, ViTModel
 
     from hf_tasks.models import LSTMDecoderConfig, LSTMDecoderForCausalLM
 

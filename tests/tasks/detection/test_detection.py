@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from hf_tasks.registry import load_config
 from hf_tasks.errors import ConfigError
+from hf_tasks.registry import load_config
 from tests.helpers import build_dataset, read_json, run_launch, subprocess_env
 
 TINY = ["--task", "detection", "--model.name", "yolov8n.yaml", "--data.image_size", "64", "--batch-size", "8"]

@@ -93,7 +93,7 @@ def test_card_model_index_carries_the_results_it_was_given(oracle_data, tmp_path
 
     from hf_tasks.cards.render import write_card
     from hf_tasks.engine.evaluation import prefixed
-    from tests.tasks.detection.test_detection import train, tiny
+    from tests.tasks.detection.test_detection import tiny, train
 
     run = tmp_path / "run"
     train(oracle_data, run, *tiny("plots: false"), "--max-steps", "1")

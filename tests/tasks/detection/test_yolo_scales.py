@@ -12,8 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_tasks.registry import load_config
-from hf_tasks.registry import TaskData, get_task
+from hf_tasks.registry import TaskData, get_task, load_config
 from tests.helpers import build_dataset
 
 NAMES = ["circle", "square", "triangle", "star"]
