@@ -22,34 +22,15 @@ from hf_tasks.tasks.classification.data import collate, load_data, make_dataset
 from hf_tasks.tasks.classification.demo import DEMO, HEADLINE
 from hf_tasks.tasks.classification.model import (
     SMALL_CNN,
-    TIMM_OWN_KEYS,
     TIMM_PREFIX,
     build_model,
     load_model,
     save_model,
 )
+from hf_tasks.tasks.classification.options import options
 from hf_tasks.util import did_you_mean
 
 # ----------------------------------------------------------------------------------------------- config checks
-
-
-def options(cfg: TrainConfig) -> type | None:
-    """``model.config`` is the model's own config: the small CNN's fields, a from-config transformers model's
-    (``model_type``), timm's wrapper's; a pretrained transformers model's are checked when its config is loaded."""
-    from hf_tasks.tasks.options import options_from_config, transformers_config_class
-
-    name, model_type = cfg.model.name, cfg.model.config.get("model_type")
-    if name == SMALL_CNN:
-        from hf_tasks.models import SmallCNNConfig
-
-        return options_from_config(SmallCNNConfig, exclude=frozenset({"model_type"}))
-    if name.startswith(TIMM_PREFIX):
-        from transformers import TimmWrapperConfig
-
-        return options_from_config(TimmWrapperConfig, exclude=TIMM_OWN_KEYS)
-    if model_type is not None and not cfg.model.pretrained:
-        return options_from_config(transformers_config_class(model_type, "model.config.model_type"))
-    return None
 
 
 def validate(cfg: TrainConfig) -> None:
