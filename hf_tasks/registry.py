@@ -121,12 +121,14 @@ class DemoParts:
     - ``predict(model_ref, image) -> dict``: load a published model the way its card says and predict one image.
     - ``ground_truth(row, features, image_column, label_column) -> dict``: the held-out row in the same terms.
     - ``draw(image, prediction) -> image``: the picture for the report (default: the image itself).
+    - ``describe(prediction, truth) -> str``: one line for the summary (default: both as JSON).
     """
 
     predict: Callable[[str, Any], dict]
     ground_truth: Callable[[dict, Any, str, str], dict]
     preset: Preset | None = None
     draw: Callable[[Any, dict], Any] | None = None
+    describe: Callable[[dict, dict], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,13 @@ def prediction_text(outcome: Outcome) -> str:
     """One line: what the loaded-back model said about the held-out image, and the truth."""
     if not outcome.prediction:
         return "-"
+    from hf_tasks.registry import get_task
+
     pred, truth = outcome.prediction["prediction"], outcome.prediction.get("truth", {})
-    if "label" in pred:
-        return f"{pred['label']} ({pred['score']:.2f}); truth {truth.get('label', '?')}"
-    if "caption" in pred:
-        first = (truth.get("captions") or ["?"])[0]
-        return f'"{pred["caption"]}"; a reference: "{first}"'
-    if {"labels", "scores"} <= pred.keys():
-        found = ", ".join(f"{n} {s:.2f}" for n, s in zip(pred["labels"], pred["scores"])) or "nothing"
-        return f"{len(pred['labels'])} boxes: {found}; truth {', '.join(map(str, truth.get('labels', [])))}"
-    return f"{json.dumps(pred)}; truth {json.dumps(truth)}"  # a task of other terms: its own words
+    demo = get_task(outcome.job.task).demo
+    if demo is not None and demo.describe is not None:
+        return demo.describe(pred, truth)
+    return f"{json.dumps(pred)}; truth {json.dumps(truth)}"
 
 
 def rows(outcomes: list[Outcome]) -> list[dict[str, str]]:

@@ -35,4 +35,9 @@ def ground_truth(row: dict, features, image_column: str = "image", label_column:
     return {"captions": list(row["captions"])}
 
 
-DEMO = DemoParts(predict=predict, ground_truth=ground_truth, preset=PRESET)
+def describe(prediction: dict[str, Any], truth: dict[str, Any]) -> str:
+    first = (truth.get("captions") or ["?"])[0]
+    return f'"{prediction["caption"]}"; a reference: "{first}"'
+
+
+DEMO = DemoParts(predict=predict, ground_truth=ground_truth, preset=PRESET, describe=describe)

@@ -33,4 +33,8 @@ def ground_truth(row: dict, features, image_column: str = "image", label_column:
     return {"label": class_name(features[label_column], row[label_column])}
 
 
-DEMO = DemoParts(predict=predict, ground_truth=ground_truth, preset=PRESET)
+def describe(prediction: dict[str, Any], truth: dict[str, Any]) -> str:
+    return f"{prediction['label']} ({prediction['score']:.2f}); truth {truth.get('label', '?')}"
+
+
+DEMO = DemoParts(predict=predict, ground_truth=ground_truth, preset=PRESET, describe=describe)

@@ -49,4 +49,9 @@ def draw(image, prediction: dict[str, Any]):
     return image
 
 
-DEMO = DemoParts(predict=predict, ground_truth=ground_truth, preset=PRESET, draw=draw)
+def describe(prediction: dict[str, Any], truth: dict[str, Any]) -> str:
+    found = ", ".join(f"{n} {s:.2f}" for n, s in zip(prediction["labels"], prediction["scores"])) or "nothing"
+    return f"{len(prediction['labels'])} boxes: {found}; truth {', '.join(map(str, truth.get('labels', [])))}"
+
+
+DEMO = DemoParts(predict=predict, ground_truth=ground_truth, preset=PRESET, draw=draw, describe=describe)
