@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from datasets import Dataset
 
-    from hf_tasks.config import ModelConfig, TrainConfig
+    from hf_tasks.config import TrainConfig
 
 BUILTIN_PACKAGE = "hf_tasks.tasks"
 _LOADED: dict[str, TaskSpec] = {}
@@ -210,10 +210,6 @@ def get_task(name: str) -> TaskSpec:
     return spec
 
 
-def known_tasks() -> list[str]:
-    return builtin_tasks()
-
-
 def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """A recipe plus ``--key value`` overrides as one validated config: the generic keys, then the task's typed
     ``model.config`` options and its own checks, before any Accelerator or model exists."""
@@ -232,10 +228,3 @@ def check_task(cfg: TrainConfig) -> TaskSpec:
     resolve_options(cfg.model, spec.options(cfg))
     spec.validate(cfg)
     return spec
-
-
-def options_of(model: ModelConfig, options: type) -> Any:
-    """The typed view of an already resolved ``model.config``."""
-    from hf_tasks.config import from_dict
-
-    return from_dict(options, model.config, prefix="model.config.")

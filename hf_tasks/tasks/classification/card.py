@@ -13,6 +13,7 @@ from typing import Any
 
 from hf_tasks.config import TrainConfig
 from hf_tasks.registry import CardParts
+from hf_tasks.tasks.classification.model import SMALL_CNN, TIMM_PREFIX
 from hf_tasks.util import fmt, is_hub_id
 
 COMPARISON_FILE = "comparison.json"
@@ -22,9 +23,9 @@ HEADLINE = (("accuracy", "test_accuracy"), ("macro F1", "test_macro_f1"), ("loss
 
 def model_family(cfg: TrainConfig) -> str:
     """``small_cnn``, ``timm`` or ``transformers``: which library loads the saved model."""
-    if cfg.model.name == "small_cnn":
+    if cfg.model.name == SMALL_CNN:
         return "small_cnn"
-    return "timm" if cfg.model.name.startswith("timm/") else "transformers"
+    return "timm" if cfg.model.name.startswith(TIMM_PREFIX) else "transformers"
 
 
 def card_data(cfg: TrainConfig, results: dict):
@@ -59,7 +60,7 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> 
     per_class = [{"name": name, "accuracy": fmt(acc), "support": sum(row)}
                  for name, acc, row in zip(labels, results.get("test_per_class_accuracy") or [], matrix)]
     headline = [(name, fmt(results[key])) for name, key in HEADLINE if results.get(key) is not None]
-    what = "fine-tuned from" if cfg.model.pretrained and cfg.model.name != "small_cnn" else "trained from scratch as"
+    what = "fine-tuned from" if cfg.model.pretrained and cfg.model.name != SMALL_CNN else "trained from scratch as"
     return {
         "model_name": Path(cfg.output_dir).name,
         "description": f"An image classifier {what} `{cfg.model.name}` on `{cfg.data.dataset}`.",
