@@ -207,7 +207,10 @@ def from_dict(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     for key, value in raw.items():
         key = str(key).replace("-", "_")
         if key not in names:
-            raise ConfigError(f"unknown key {prefix + key!r}{_hint(key, names, prefix)}")
+            hint = _hint(key, names, prefix)
+            if not hint and prefix.startswith(MODEL_OPTIONS):  # a task's options: say which keys there are
+                hint = f"; {prefix.rstrip('.')} takes {', '.join(names)}"
+            raise ConfigError(f"unknown key {prefix + key!r}{hint}")
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
                 raise ConfigError(f"{prefix + key!r} must be a mapping, got {value!r}")

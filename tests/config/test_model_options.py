@@ -76,3 +76,13 @@ def test_null_removes_a_key_as_in_a_json_merge_patch():
 def test_a_nested_typo_in_a_caption_decoder_names_the_field():
     with pytest.raises(ConfigError, match=r"decoder\.hiden_size is not a field of .*did you mean 'hidden_size'"):
         config("captioning", "--model.config.decoder.hiden_size", "64")
+
+
+def test_a_key_with_no_near_name_lists_the_keys_the_task_takes():
+    """Switching model.name from the small CNN to timm keeps the recipe's options, which timm's config lacks."""
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.config\.hidden_sizes'; model\.config takes "
+                                          r"[a-z_, ]*\bmodel_args\b"):
+        config("classification", "--model.name", "timm/test_resnet")
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.config\.zzz'; model\.config takes depth_multiple, "
+                                          r"width_multiple, max_channels, hyp, ema, "):
+        config("detection", "--model.config.zzz", "1")
