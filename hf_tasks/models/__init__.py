@@ -16,6 +16,7 @@ from hf_tasks.models.captioning_encoders import FEATURE_MAP_MODEL_TYPE, FeatureM
 from hf_tasks.models.captioning_processor import CaptioningProcessor
 from hf_tasks.models.lstm_decoder import LSTM_MODEL_TYPE, LSTMDecoderConfig, LSTMDecoderForCausalLM
 from hf_tasks.models.small_cnn import MODEL_TYPE, SmallCNNConfig, SmallCNNForImageClassification
+from hf_tasks.models.torchvision_detection import register_torchvision_auto_classes
 
 
 def register_auto_classes() -> None:
@@ -33,6 +34,12 @@ def register_auto_classes() -> None:
     AutoConfig.register(LSTM_MODEL_TYPE, LSTMDecoderConfig, exist_ok=True)
     AutoModelForCausalLM.register(LSTMDecoderConfig, LSTMDecoderForCausalLM, exist_ok=True)
     AutoProcessor.register(FeatureMapEncoderConfig, CaptioningProcessor, exist_ok=True)
+    # detection: torchvision's detectors behind AutoModelForObjectDetection / pipeline("object-detection")
+    register_torchvision_auto_classes()
+    # detection: hf-tasks' ultralytics YOLO (config, model, letterbox/NMS image processor); ultralytics loads lazily
+    from hf_tasks.models.yolo_transformers import register_yolo_auto_classes
+
+    register_yolo_auto_classes()
 
 
 register_auto_classes()

@@ -201,6 +201,59 @@ def reset_class_head(detector: YoloDetector) -> None:
     head.bias_init()
 
 
+def detection_model(model_yaml: dict, names: list[str]):
+    """ultralytics' ``DetectionModel`` for ``model_yaml`` with a head of ``len(names)`` classes.
+
+    The one builder of ``YoloDetector`` and the transformers ``YoloForObjectDetection``: both keep it as ``.model``,
+    so their state dicts have the same keys and one ``model.safetensors`` loads in either.
+    """
+    prepare_ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+
+    spec = copy.deepcopy(model_yaml)
+    spec["nc"] = len(names)
+    model = DetectionModel(spec, nc=len(names), verbose=False)
+    model.names = dict(enumerate(names))
+    return model
+
+
+def letterbox_batch(images: list, imgsz: int, stride: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """PIL images / RGB arrays → ``(B, 3, imgsz, imgsz)`` float pixels in [0, 1], and each image's ``(h, w)``.
+
+    ultralytics' ``LetterBox`` on BGR arrays, as ``YOLO(path).predict`` reads images; shared by ``predict_images``
+    and ``YoloImageProcessor`` so the pipeline sees exactly the pixels hf-tasks' own evaluation sees.
+    """
+    prepare_ultralytics()
+    from ultralytics.data.augment import LetterBox
+
+    arrays = [np.ascontiguousarray(np.asarray(to_rgb(im) if hasattr(im, "convert") else im)[..., ::-1])
+              for im in images]  # BGR, as ultralytics reads images
+    letterbox = LetterBox((imgsz, imgsz), auto=False, stride=stride)
+    batch = np.stack([letterbox(image=a) for a in arrays])[..., ::-1].transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(batch)).float() / 255, [a.shape[:2] for a in arrays]
+
+
+def postprocess_detections(raw, input_shape, image_shapes: list | None, conf: float, iou: float, max_det: int,
+                           end2end: bool = False) -> list[dict[str, torch.Tensor]]:
+    """ultralytics' NMS on the raw inference output, boxes scaled from the letterboxed input back to each image.
+
+    Returns per image ``{"boxes": xyxy (n, 4), "scores": (n,), "labels": (n,) long}`` tensors; an image shape of
+    None leaves its boxes in input (letterboxed) pixels.
+    """
+    prepare_ultralytics()
+    from ultralytics.utils import nms, ops
+
+    detections = nms.non_max_suppression(raw, conf, iou, max_det=max_det, nc=0, end2end=end2end)
+    shapes = image_shapes if image_shapes is not None else [None] * len(detections)
+    results = []
+    for det, shape in zip(detections, shapes, strict=True):
+        boxes = det[:, :4].clone()
+        if shape is not None:
+            boxes = ops.scale_boxes(tuple(input_shape), boxes, tuple(int(v) for v in shape[:2]))
+        results.append({"boxes": boxes, "scores": det[:, 4], "labels": det[:, 5].long()})
+    return results
+
+
 # ----------------------------------------------------------------------------------------------- the module
 
 
@@ -214,16 +267,10 @@ class YoloDetector(torch.nn.Module, PyTorchModelHubMixin, library_name="hf-tasks
 
     def __init__(self, model_yaml: dict, names: list[str], imgsz: int = 640, nc: int | None = None):
         super().__init__()
-        prepare_ultralytics()
-        from ultralytics.nn.tasks import DetectionModel
-
         if nc is not None and nc != len(names):
             raise ValueError(f"nc={nc} but {len(names)} names")
         self.imgsz, self.names = int(imgsz), list(names)
-        spec = copy.deepcopy(model_yaml)
-        spec["nc"] = len(names)
-        self.model = DetectionModel(spec, nc=len(names), verbose=False)
-        self.model.names = dict(enumerate(self.names))
+        self.model = detection_model(model_yaml, self.names)
         self._hub_mixin_config = {"model_yaml": model_yaml, "names": self.names, "imgsz": self.imgsz,
                                   "nc": len(self.names)}
         self.set_hyperparameters(None)
@@ -257,27 +304,19 @@ class YoloDetector(torch.nn.Module, PyTorchModelHubMixin, library_name="hf-tasks
 
         Returns per image ``{"boxes": xyxy pixels (n, 4), "scores": (n,), "labels": (n,), "names": [...]}``.
         """
-        from ultralytics.data.augment import LetterBox
-        from ultralytics.utils import nms, ops
-
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        arrays = [np.ascontiguousarray(np.asarray(to_rgb(im) if hasattr(im, "convert") else im)[..., ::-1])
-                  for im in images]  # BGR, as ultralytics reads images
-        letterbox = LetterBox((self.imgsz, self.imgsz), auto=False, stride=int(self.model.stride.max()))
-        batch = np.stack([letterbox(image=a) for a in arrays])[..., ::-1].transpose(0, 3, 1, 2)
-        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device).float() / 255
-        raw = self.model(tensor)
-        detections = nms.non_max_suppression(raw, conf, iou, max_det=max_det, nc=0,
-                                             end2end=getattr(self.model, "end2end", False))
+        pixels, shapes = letterbox_batch(images, self.imgsz, int(self.model.stride.max()))
+        raw = self.model(pixels.to(device))
+        detections = postprocess_detections(raw, pixels.shape[2:], shapes, conf, iou, max_det,
+                                            end2end=getattr(self.model, "end2end", False))
         self.train(was_training)
         results = []
-        for det, array in zip(detections, arrays):
-            boxes = ops.scale_boxes(tensor.shape[2:], det[:, :4].clone(), array.shape)
-            labels = det[:, 5].long().cpu().numpy()
-            results.append({"boxes": boxes.cpu().numpy(), "scores": det[:, 4].cpu().numpy(), "labels": labels,
-                            "names": [self.names[i] for i in labels]})
+        for det in detections:
+            labels = det["labels"].cpu().numpy()
+            results.append({"boxes": det["boxes"].cpu().numpy(), "scores": det["scores"].cpu().numpy(),
+                            "labels": labels, "names": [self.names[i] for i in labels]})
         return results
 
 
