@@ -89,6 +89,26 @@ def run_launch(module_args: list[str], num_processes: int = 1, timeout: int = 30
     return proc
 
 
+def interrupted_copy(full: Path, resumed: Path) -> None:
+    """``resumed``: the finished run ``full`` as if it had died after its second-to-last checkpoint (the last
+    checkpoint, the weights and the results gone), ready for ``--resume auto``."""
+    import shutil
+
+    shutil.copytree(full, resumed)
+    checkpoints = sorted((resumed / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    shutil.rmtree(checkpoints[-1])
+    for name in ("results.json", "model.safetensors"):
+        (resumed / name).unlink()
+
+
+def same_weights(a_dir: Path, b_dir: Path) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(Path(path) / "model.safetensors")) for path in (a_dir, b_dir))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

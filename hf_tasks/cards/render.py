@@ -82,7 +82,7 @@ def render_card(cfg: TrainConfig, results: dict, model_id: str, has_curves: bool
     output_dir = Path(output_dir) if output_dir is not None else None
     context = parts.context(cfg, results, output_dir)
     data = parts.card_data(cfg, results)
-    data.license = cfg.hub_license
+    data.license = data.license or cfg.hub_license  # a task that knows the weights' licence sets it
     card = ModelCard.from_template(data, template_path=str(template), usage=parts.usage(cfg, model_id, output_dir),
                                    curve=f"![training curves]({CURVES_FILE})" if has_curves else "",
                                    hyperparameters=hyperparameters(cfg), versions=framework_versions(),

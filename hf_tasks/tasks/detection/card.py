@@ -12,6 +12,7 @@ from typing import Any
 
 from hf_tasks.config import TrainConfig
 from hf_tasks.registry import CardParts
+from hf_tasks.tasks.detection.family import LICENSES, TORCHVISION, TRANSFORMERS, ULTRALYTICS, family_of, is_model_type
 from hf_tasks.util import fmt, is_hub_id
 
 PR_FILE = "pr_curve.png"
@@ -40,21 +41,74 @@ def figure_files(output_dir: Path) -> list[tuple[str, str]]:
 
 
 def is_pretrained(cfg: TrainConfig) -> bool:
-    return cfg.model.name.endswith(".pt") and cfg.model.pretrained
+    family = family_of(cfg.model.name)
+    return cfg.model.pretrained and (family != ULTRALYTICS or cfg.model.name.endswith(".pt")) and \
+        not (family == TRANSFORMERS and is_model_type(cfg.model.name))
+
+
+# what each family's card says about the model, its licence and its library (the Hub's own library names)
+FAMILY = {
+    ULTRALYTICS: {"what": "A YOLO object detector", "library": "ultralytics", "tags": ["ultralytics", "yolo"],
+                  "parts": "ultralytics' `DetectionModel`, `v8DetectionLoss`, `YOLODataset` augmentation (mosaic, "
+                           "HSV, flips, close-mosaic) and `ModelEMA`; the loss is ultralytics' scale (summed over the "
+                           "images of a batch)",
+                  "input": "letterboxed to that size", "nms": "NMS at confidence 0.001, IoU 0.7, 300 detections per "
+                                                             "image, as ultralytics validates"},
+    TORCHVISION: {"what": "A torchvision Faster R-CNN detector", "library": "transformers",
+                  "tags": ["torchvision", "faster-rcnn"],
+                  "parts": "torchvision's network and its four losses (RPN objectness and box, RoI class and box), "
+                           "wrapped as a transformers model; horizontal flips",
+                  "input": "resized to a square of that side",
+                  "nms": "torchvision's post-processing: score above 0.001, NMS IoU 0.5, 100 detections per image"},
+    TRANSFORMERS: {"what": "A transformers object detector", "library": "transformers", "tags": ["detr"],
+                   "parts": "the model's own loss (Hungarian matching) and image processor; horizontal flips",
+                   "input": "resized to a square of that side by its image processor",
+                   "nms": "the image processor's `post_process_object_detection`, score above 0.001"},
+}
+
+
+def base_license(name: str) -> str:
+    """The licence of a transformers detector's base weights: its card's, read locally or from the Hub (when the
+    Hub can be asked); a bare model_type trained here from scratch is transformers' own code, Apache-2.0."""
+    import os
+
+    from huggingface_hub import ModelCard
+
+    if is_model_type(name):
+        return "apache-2.0"
+    try:
+        if Path(name).is_dir():
+            return ModelCard.load(Path(name) / "README.md").data.license or "other"
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            return "other"
+        return ModelCard.load(name).data.license or "other"
+    except Exception:  # no card, no network: the card then says to read the base model's terms
+        return "other"
+
+
+def license_fields(cfg: TrainConfig) -> dict[str, str]:
+    family = family_of(cfg.model.name)
+    license_id = LICENSES.get(family) or base_license(cfg.model.name)
+    if license_id != "other":
+        return {"license": license_id}
+    link = f"https://huggingface.co/{cfg.model.name}" if is_hub_id(cfg.model.name) else cfg.model.name
+    return {"license": "other", "license_name": "base-model-license", "license_link": link}
 
 
 def card_data(cfg: TrainConfig, results: dict):
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset = cfg.data.dataset
-    common = dict(task_type="object-detection", dataset_type=dataset, dataset_name=Path(dataset).name or dataset,
-                  dataset_split=cfg.data.test_split, dataset_revision=cfg.data.revision)
+    common = {"task_type": "object-detection", "dataset_type": dataset, "dataset_name": Path(dataset).name or dataset,
+              "dataset_split": cfg.data.test_split, "dataset_revision": cfg.data.revision}
     evals = [EvalResult(metric_type=key, metric_name=name, metric_value=results[f"test_{key}"], **common)
              for key, name in (("map", "mAP50-95"), ("map_50", "mAP50")) if results.get(f"test_{key}") is not None]
+    family = FAMILY[family_of(cfg.model.name)]
+    # base_model must be a Hub repo id; a .pt file or a torchvision builder is not one (the description names it)
+    base = cfg.model.name if is_pretrained(cfg) and is_hub_id(cfg.model.name) else None
     return ModelCardData(
-        model_name=Path(cfg.output_dir).name, library_name="hf-tasks", pipeline_tag="object-detection",
-        tags=["object-detection", "hf-tasks", "ultralytics", "yolo"],
-        # base_model would have to be a Hub repo id; a .pt file name is not one (the description names it)
+        model_name=Path(cfg.output_dir).name, library_name=family["library"], pipeline_tag="object-detection",
+        tags=["object-detection", "hf-tasks", *family["tags"]], base_model=base, **license_fields(cfg),
         datasets=[dataset] if is_hub_id(dataset) else None, metrics=["map"], eval_results=evals or None,
     )
 
@@ -71,16 +125,27 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> 
         ("recall", "test_recall"), ("test images", "test_num_images")) if results.get(key) is not None]
     what = "fine-tuned from" if is_pretrained(cfg) else "trained from scratch as"
     model_names = results.get("label_names") or names
+    family_name = family_of(cfg.model.name)
+    family = FAMILY[family_name]
+    licence = license_fields(cfg)["license"]
     return {
         "model_name": Path(cfg.output_dir).name,
-        "description": f"A YOLO object detector {what} `{cfg.model.name}` on `{cfg.data.dataset}`, trained with "
-                       "hf-tasks' accelerate loop using ultralytics' model, loss, augmentation and EMA.",
+        "description": f"{family['what']} {what} `{cfg.model.name}` on `{cfg.data.dataset}`, trained with "
+                       f"hf-tasks' accelerate loop. Licence: `{licence}`, {LICENSE_WHY[family_name]}.",
+        "parts": family["parts"], "input": family["input"], "nms": family["nms"],
         "headline": headline, "per_class": per_class, "label_names": model_names, "num_labels": len(model_names),
         "dataset_classes": names, "image_size": cfg.data.image_size or 640,
         "figures": figure_files(Path(output_dir)) if output_dir is not None else [],
         "dataset": cfg.data.dataset, "split_sizes": results.get("dataset_split_sizes", {}),
-        "ultralytics_version": _version("ultralytics"),
+        "library_versions": [(n, _version(n)) for n in (["ultralytics"] if family_name == ULTRALYTICS else
+                                                          ["torchvision"] if family_name == TORCHVISION else [])],
     }
+
+
+LICENSE_WHY = {ULTRALYTICS: "the licence of ultralytics' code, which these weights need (AGPL-3.0)",
+               TORCHVISION: "torchvision's licence (BSD-3-Clause); COCO-pretrained weights carry COCO's terms too",
+               TRANSFORMERS: "the base model's licence (from its card), or transformers' (Apache-2.0) for a "
+                             "model built here from a config"}
 
 
 def _version(name: str) -> str:
@@ -93,14 +158,18 @@ def _version(name: str) -> str:
 
 
 def usage(cfg: TrainConfig, model_id: str, output_dir: Path | None = None) -> str:
-    """Runs as written (a test executes it): hf-tasks' detector, and ultralytics itself when the run exported
+    """Runs as written (a test executes it): transformers' pipeline on the run, for every family (``import
+    hf_tasks.models`` registers the architectures that are ours), and ultralytics itself when the run exported
     ``model.pt``."""
-    has_pt = output_dir is not None and (Path(output_dir) / "model.pt").is_file()
-    lines = ["from PIL import Image", "from hf_tasks.models.yolo import YoloDetector", "",
-             f'model = YoloDetector.from_pretrained("{model_id}")',
-             'result = model.predict_images([Image.open("image.jpg")], conf=0.25)[0]',
-             'print(result["names"], result["boxes"], result["scores"])']
-    if has_pt:
+    native = family_of(cfg.model.name) == TRANSFORMERS and (is_model_type(cfg.model.name) or
+                                                            is_hub_id(cfg.model.name))
+    ours = not native
+    lines = ["from PIL import Image", "from transformers import pipeline", ""]
+    if ours:
+        lines[1:1] = ["", "import hf_tasks.models  # registers hf-tasks' detector architectures with transformers"]
+    lines += [f'detector = pipeline("object-detection", model="{model_id}")',
+              'print(detector(Image.open("image.jpg"), threshold=0.25))']
+    if output_dir is not None and (Path(output_dir) / "model.pt").is_file():
         where = f'"{Path(model_id) / "model.pt"}"' if Path(model_id).exists() else \
             f'hf_hub_download("{model_id}", "model.pt")'
         lines += ["", "# or with ultralytics itself, from the exported checkpoint"]

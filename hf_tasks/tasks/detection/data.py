@@ -6,7 +6,7 @@ from hf_tasks.config import TrainConfig
 from hf_tasks.data import open_run_splits
 from hf_tasks.errors import DataError
 from hf_tasks.registry import ModelBundle, TaskData
-from hf_tasks.tasks.detection.model import DetectionSettings
+from hf_tasks.tasks.detection.settings import DetectionSettings
 
 # ----------------------------------------------------------------------------------------------- data
 
@@ -51,13 +51,20 @@ def class_map(model_names: list[str], dataset_names: list[str]) -> list[int]:
 
 
 def make_dataset(split, bundle: ModelBundle, cfg: TrainConfig, data: TaskData, train: bool):
-    """ultralytics' dataset/augmentation over one Arrow split (see ``hf_tasks.tasks.detection.yolo_data``)."""
+    """ultralytics' dataset/augmentation over one Arrow split (see ``hf_tasks.tasks.detection.yolo_data``), or the
+    model's image processor over it (``hf_tasks.tasks.detection.processed``)."""
+    settings: DetectionSettings = bundle.settings
+    mapping = class_map(bundle.label_names, data.info["label_names"])
+    if settings.family != "ultralytics":
+        from hf_tasks.tasks.detection.processed import ProcessorDetectionDataset
+
+        return ProcessorDetectionDataset(split, bundle.processor, mapping, image_column=cfg.data.image_column,
+                                         objects_column=objects_column(cfg), train=train, hflip=settings.hflip,
+                                         seed=cfg.seed)
     from hf_tasks.models.yolo import ultralytics_hyperparameters
     from hf_tasks.tasks.detection.yolo_data import ArrowYOLODataset
 
-    settings: DetectionSettings = bundle.settings
     hyp = settings.hyp or ultralytics_hyperparameters()
-    mapping = class_map(bundle.label_names, data.info["label_names"])
     close_at = cfg.epochs - hyp.close_mosaic if train and hyp.close_mosaic else None
     stride = max(int(bundle.model.model.stride.max()), 32)
     return ArrowYOLODataset(split, imgsz=settings.imgsz, augment=train, hyp=hyp,
@@ -67,6 +74,11 @@ def make_dataset(split, bundle: ModelBundle, cfg: TrainConfig, data: TaskData, t
 
 
 def collate(samples: list[dict]) -> dict:
+    """ultralytics' ``collate_fn`` for YOLO samples (``img``), stacked ``pixel_values`` for processor-fed ones."""
+    if "pixel_values" in samples[0]:
+        from hf_tasks.tasks.detection.processed import collate as processed_collate
+
+        return processed_collate(samples)
     from hf_tasks.tasks.detection.yolo_data import collate as yolo_collate
 
     return yolo_collate(samples)

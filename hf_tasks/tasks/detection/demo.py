@@ -21,11 +21,14 @@ PRESET = Preset(
 
 
 def predict(ref: str, image, conf: float = 0.25) -> dict[str, Any]:
-    from hf_tasks.models.yolo import YoloDetector
+    """What a user gets from the published model: ``pipeline("object-detection")``, as the card's snippet says."""
+    from transformers import pipeline
 
-    out = YoloDetector.from_pretrained(ref).eval().predict_images([image], conf=conf)[0]
-    return {"boxes": [[round(float(v), 1) for v in box] for box in out["boxes"]],
-            "scores": [round(float(s), 3) for s in out["scores"]], "labels": list(out["names"])}
+    import hf_tasks.models  # noqa: F401  (registers hf-tasks' detector architectures)
+
+    found = pipeline("object-detection", model=ref)(image, threshold=conf)
+    return {"boxes": [[float(d["box"][k]) for k in ("xmin", "ymin", "xmax", "ymax")] for d in found],
+            "scores": [round(float(d["score"]), 3) for d in found], "labels": [d["label"] for d in found]}
 
 
 def ground_truth(row: dict, features, image_column: str = "image", label_column: str = "label") -> dict[str, Any]:

@@ -1,18 +1,16 @@
-"""The detection task's model glue: build, load and save the network (the architectures themselves live in
-``hf_tasks.models``)."""
+"""The detection task's model glue: build, load and save the network of each family (the architectures themselves
+live in ``hf_tasks.models``; the processor-fed families' parts in ``processed_models``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hf_tasks.config import TrainConfig
 from hf_tasks.errors import ConfigError
-from hf_tasks.images import to_rgb
 from hf_tasks.registry import ModelBundle, TaskData
+from hf_tasks.tasks.detection.predictions import save_prediction_grid
+from hf_tasks.tasks.detection.settings import DEFAULT_IMAGE_SIZE, PREDICTIONS_FILE, DetectionSettings
 
-DEFAULT_IMAGE_SIZE = 640
 HYP_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
             "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "copy_paste_mode", "close_mosaic", "box", "cls", "dfl",
             "cache")
@@ -23,25 +21,31 @@ TRAINER_KEYS = {"lr0": "optim.lr", "lrf": "optim.scheduler", "cos_lr": "optim.sc
                 "warmup_epochs": "optim.warmup_ratio", "workers": "data.num_workers", "seed": "seed",
                 "amp": "mixed_precision", "nbs": "grad_accum", "patience": "early_stopping_patience",
                 "freeze": "model.freeze_backbone", "conf": "model.config.conf", "iou": "model.config.iou"}
-PREDICTIONS_FILE = "predictions.png"
-
-
-@dataclass
-class DetectionSettings:
-    """What a run needs besides the network (the ``processor`` of the bundle)."""
-
-    imgsz: int = DEFAULT_IMAGE_SIZE
-    hyp: Any = None  # ultralytics' namespace (augmentation + loss gains)
-    nms: dict = field(default_factory=lambda: {"conf": 0.001, "iou": 0.7, "max_det": 300})
-    export_pt: bool = False
-    plots: bool = True
 
 
 # ----------------------------------------------------------------------------------------------- model
 
 
 def build_model(cfg: TrainConfig, data: TaskData) -> ModelBundle:
-    from hf_tasks.models.yolo import build_detector, reset_class_head, ultralytics_hyperparameters
+    from hf_tasks.tasks.detection.family import TORCHVISION, TRANSFORMERS, family_of
+
+    family = family_of(cfg.model.name)
+    if family in (TORCHVISION, TRANSFORMERS):
+        from hf_tasks.tasks.detection.processed_models import (
+            build_torchvision,
+            build_transformers,
+        )
+
+        return (build_torchvision if family == TORCHVISION else build_transformers)(cfg, data)
+    return build_yolo(cfg, data)
+
+
+def build_yolo(cfg: TrainConfig, data: TaskData) -> ModelBundle:
+    from hf_tasks.models.yolo import (
+        build_detector,
+        reset_class_head,
+        ultralytics_hyperparameters,
+    )
 
     mc = cfg.model.config
     imgsz = cfg.data.image_size or DEFAULT_IMAGE_SIZE
@@ -81,7 +85,12 @@ def freeze_backbone(detector) -> None:
 
 def load_model(path: str | Path, policy=None) -> ModelBundle:
     """A saved output folder (or Hub repo id) back as a bundle, for ``hf-tasks evaluate``; always safetensors
-    (``policy``, a ``hf_tasks.trust.LoadPolicy``, only contributes its revision)."""
+    (``policy``, a ``hf_tasks.trust.LoadPolicy``, only contributes its revision). A YOLO run's config.json holds
+    its ultralytics yaml; any other is an ``AutoModelForObjectDetection`` with its image processor."""
+    if "model_yaml" not in saved_config(path, policy):
+        from hf_tasks.tasks.detection.processed_models import load_processed
+
+        return load_processed(path, policy)
     from hf_tasks.models.yolo import YoloDetector
 
     try:
@@ -92,22 +101,34 @@ def load_model(path: str | Path, policy=None) -> ModelBundle:
                        settings=DetectionSettings(imgsz=detector.imgsz))
 
 
-def save_model(bundle: ModelBundle, path: Path, data: TaskData) -> None:
-    """Safetensors + config.json (``YoloDetector.from_pretrained``), the optional ``.pt``, the predictions grid."""
-    from hf_tasks.models.yolo import export_ultralytics_pt
+def saved_config(path: str | Path, policy=None) -> dict:
+    """The ``config.json`` of a saved run (folder or Hub repo), or a ConfigError saying it is not a detector run."""
+    import json
 
+    from huggingface_hub import hf_hub_download
+
+    try:
+        file = Path(path) / "config.json" if Path(path).is_dir() else \
+            hf_hub_download(str(path), "config.json", revision=getattr(policy, "revision", None))
+        return json.loads(Path(file).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"'model' {str(path)!r} is not a saved detector (no readable config.json: {err})") from None
+
+
+def save_model(bundle: ModelBundle, path: Path, data: TaskData) -> None:
+    """config.json + safetensors + preprocessor_config.json (``AutoModelForObjectDetection``, ``pipeline`` and
+    ``YoloDetector.from_pretrained`` all load them), the optional ``.pt``, the predictions grid."""
     settings: DetectionSettings = bundle.settings
-    bundle.model.save_pretrained(path)
+    if settings.family != "ultralytics":
+        from hf_tasks.tasks.detection.processed_models import save_processed
+
+        return save_processed(bundle, path, data)
+    from hf_tasks.models.yolo import export_ultralytics_pt
+    from hf_tasks.models.yolo_transformers import save_transformers
+
+    save_transformers(bundle.model, path, iou=settings.nms["iou"], max_det=settings.nms["max_det"])
     if settings.export_pt:
         export_ultralytics_pt(bundle.model, path)
     split = next((s for s in ("test", "validation") if s in data.splits), None)
     if settings.plots and split is not None:
-        save_prediction_grid(bundle.model, data.splits[split], Path(path) / PREDICTIONS_FILE)
-
-
-def save_prediction_grid(detector, split, path: Path, count: int = 8) -> None:
-    from hf_tasks.tasks.detection.plots import plot_prediction_grid
-
-    images = [to_rgb(split[i]["image"]) for i in range(min(count, len(split)))]
-    predictions = detector.predict_images(images, conf=0.25)
-    plot_prediction_grid(images, predictions, detector.names, path)
+        save_prediction_grid(bundle, data.splits[split], Path(path) / PREDICTIONS_FILE)

@@ -1,9 +1,13 @@
-"""The detection task's typed ``model.config`` (checked like every other key, reachable as ``--model.config.iou``)."""
+"""The detection task's typed ``model.config``, one dataclass per model family (checked like every other key,
+reachable as ``--model.config.iou``). Which family a run is comes from ``model.name``
+(``hf_tasks.tasks.detection.family``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from hf_tasks.tasks.detection.family import TORCHVISION, TRANSFORMERS, family_of
 
 
 @dataclass
@@ -26,5 +30,29 @@ class DetectionOptions:
     plots: bool = True
 
 
+@dataclass
+class TorchvisionOptions:
+    """``model.config`` of a torchvision Faster R-CNN run."""
+
+    keep_coco_classes: bool = False  # with COCO weights: COCO's classes, then the dataset's new ones
+    architecture: dict[str, Any] = field(default_factory=dict)  # keyword arguments of torchvision's FasterRCNN
+    conf: float = 0.001  # torchvision's box_score_thresh: low, so mAP sees the low-confidence boxes
+    iou: float = 0.5  # box_nms_thresh (torchvision's default)
+    max_det: int = 100  # box_detections_per_img (torchvision's default, COCO's 100)
+    hflip: float = 0.5  # probability of a horizontal flip of a training image
+    plots: bool = True
+
+
+@dataclass
+class TransformersOptions:
+    """``model.config`` of a transformers detector (RT-DETR, D-FINE, DETR, Conditional DETR, ...)."""
+
+    architecture: dict[str, Any] = field(default_factory=dict)  # keys of the model's transformers config
+    conf: float = 0.001  # score threshold of the processor's post-processing, for evaluation
+    hflip: float = 0.5
+    plots: bool = True
+
+
 def options(cfg) -> type:
-    return DetectionOptions
+    family = family_of(cfg.model.name)
+    return {TORCHVISION: TorchvisionOptions, TRANSFORMERS: TransformersOptions}.get(family, DetectionOptions)

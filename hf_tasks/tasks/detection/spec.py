@@ -1,11 +1,18 @@
-"""Object detection with ultralytics YOLO (v8 n/s/m/l/x, v5u, …) trained by the shared accelerate loop.
+"""Object detection in the shared accelerate loop, three model families (``hf_tasks.tasks.detection.family``):
 
-Only glue lives here; the parts are ultralytics' own: ``DetectionModel`` (from a yaml or a ``.pt``), its
-``v8DetectionLoss`` (gains box/cls/dfl from its default cfg unless ``model.config.hyp`` says otherwise), its
-``YOLODataset`` augmentation pipeline fed from our Arrow splits (``hf_tasks.tasks.detection.yolo_data``), its
-``collate_fn``, its NMS and its ``ModelEMA`` (through ``TrainHooks``). mAP comes from the project's ``coco_map`` metric.
+- **ultralytics YOLO** (v8 n/s/m/l/x, v5u, …) from a yaml or a ``.pt``: ultralytics' own ``DetectionModel``, its
+  ``v8DetectionLoss``, its ``YOLODataset`` augmentation fed from our Arrow splits (``yolo_data``), its NMS and its
+  ``ModelEMA`` (``ultralytics_steps``);
+- **torchvision Faster R-CNN** (``fasterrcnn_mobilenet_v3_large_fpn``, ``fasterrcnn_resnet50_fpn_v2``, …), COCO
+  weights or from scratch, wrapped as a transformers model (``hf_tasks.models.torchvision_detection``);
+- **transformers detectors** (RT-DETR / RT-DETRv2, D-FINE, DETR, Conditional DETR, …) by Hub id, folder or bare
+  ``model_type``, with their own image processors and losses.
 
-``model.config`` keys (all optional):
+The last two are fed by an image processor (``processed``, ``processed_models``). All three are scored by the same
+``coco_map`` module, and every run folder loads with ``AutoModelForObjectDetection`` and
+``pipeline("object-detection")`` (after ``import hf_tasks.models`` for the architectures that are ours).
+
+YOLO's ``model.config`` keys (all optional; the other families' are in ``options``):
 
 - ``depth_multiple``, ``width_multiple``, ``max_channels``: rescale the yaml's scale (tiny test models);
 - ``hyp``: ultralytics hyperparameters we use — augmentation (``mosaic``, ``hsv_h``, ``fliplr``, ``close_mosaic``…),
@@ -14,7 +21,7 @@ Only glue lives here; the parts are ultralytics' own: ``DetectionModel`` (from a
 - ``ema`` (default true), ``ema_decay`` (0.9999), ``ema_tau`` (2000): ultralytics' ModelEMA of the weights, which
   is what gets evaluated and saved;
 - ``keep_coco_classes``: with a ``.pt``, keep its classes and append the dataset's new ones
-  (``models.yolo.class_list``);
+  (``models.yolo.class_list``); the torchvision family takes it too, with COCO weights;
 - ``trust_pickle``: the older spelling of ``model.trust_pickle`` (``--trust-pickle``): allow a ``.pt`` that
   ``torch.load(weights_only=True)`` refuses (it can run code);
 - ``export_pt``: also write ``model.pt`` for ``ultralytics.YOLO`` (listed in ``export_manifest.json``);
@@ -34,10 +41,15 @@ from hf_tasks.registry import ModelBundle, TaskData, TaskSpec, TrainHooks
 from hf_tasks.tasks.detection.card import CARD
 from hf_tasks.tasks.detection.data import class_map, collate, load_data, make_dataset
 from hf_tasks.tasks.detection.demo import DEMO, HEADLINE
+from hf_tasks.tasks.detection.family import (
+    TORCHVISION,
+    TRANSFORMERS,
+    ULTRALYTICS,
+    family_of,
+)
 from hf_tasks.tasks.detection.model import (
     HYP_KEYS,
     TRAINER_KEYS,
-    DetectionSettings,
     build_model,
     load_model,
     save_model,
@@ -49,15 +61,81 @@ from hf_tasks.util import did_you_mean
 
 
 def validate(cfg: TrainConfig) -> None:
-    name, mc = cfg.model.name, cfg.model.config
-    if not name.endswith((".yaml", ".yml", ".pt")):
-        raise ConfigError(f"'model.name' {name!r}: detection takes an ultralytics yaml (yolov8n.yaml … yolov8x.yaml, "
-                          "yolov5nu.yaml) to train from scratch, or a .pt checkpoint to fine-tune")
+    mc = cfg.model.config
     if cfg.model.checkpoint:
-        raise ConfigError("'model.checkpoint' is for classification; detection starts from a .pt given as "
-                          "model.name")
+        raise ConfigError("'model.checkpoint' is for classification; detection starts from model.name (a .pt, a "
+                          "torchvision builder, a Hub id or a run folder)")
+    if cfg.data.augment.resolved() != type(cfg.data.augment)().resolved():
+        raise ConfigError("'data.augment' is classification's; detection uses its family's augmentation: "
+                          "model.config.hyp for YOLO (mosaic, hsv_h, fliplr, ...), model.config.hflip otherwise")
+    for key in ("conf", "iou", "hflip"):
+        if key in mc and not 0 <= float(mc[key]) <= 1:
+            raise ConfigError(f"'model.config.{key}' must be in [0, 1] (got {mc[key]})")
+    family = family_of(cfg.model.name)
+    if family == TRANSFORMERS:
+        _check_detector_name(cfg.model.name)
+    if family == ULTRALYTICS:
+        _validate_yolo(cfg)
+    elif family == TORCHVISION:
+        _validate_torchvision(cfg)
+    elif family == TRANSFORMERS and "model_yaml" in _local_config(cfg.model.name):
+        raise ConfigError(f"'model.name' {cfg.model.name!r} is a YOLO run folder: fine-tune from its ultralytics "
+                          "checkpoint (model.pt, written with model.config.export_pt: true)")
+
+
+def _check_detector_name(name: str) -> None:
+    """A bare name must be a transformers model_type; otherwise it is a folder or a Hub id ("org/name")."""
+    from pathlib import Path
+
+    from hf_tasks.tasks.detection.family import is_model_type, torchvision_detectors
+    from hf_tasks.tasks.detection.processed_models import PROCESSORS
+
+    if "/" in name or Path(name).exists() or is_model_type(name):
+        return
+    known = ["yolov8n.yaml", "yolov8n.pt", "yolov5nu.yaml", *torchvision_detectors(), *PROCESSORS]
+    raise ConfigError(f"'model.name' {name!r} is not a detector{did_you_mean(name, known, prefix='')} Give an "
+                      "ultralytics yaml (yolov8n.yaml) or .pt to train YOLO, a torchvision builder "
+                      f"({', '.join(torchvision_detectors())}), a transformers model_type ({', '.join(PROCESSORS)}), "
+                      "or a Hub id / folder of an AutoModelForObjectDetection")
+
+
+# set by the run itself (its classes, input size, the options conf/iou/max_det): not architecture keys
+TORCHVISION_OWN = ("num_classes", "min_size", "max_size", "box_score_thresh", "box_nms_thresh", "box_detections_per_img",
+                   "weights", "weights_backbone", "progress")
+
+
+def _validate_torchvision(cfg: TrainConfig) -> None:
+    import inspect
+
+    from torchvision.models.detection import FasterRCNN
+
     if cfg.model.trust_remote_code:
-        raise ConfigError("'model.trust_remote_code' does not apply to detection: ultralytics models are built from a "
+        raise ConfigError("'model.trust_remote_code' does not apply to torchvision's detectors (built in code)")
+    known = [p for p in inspect.signature(FasterRCNN.__init__).parameters if p not in ("self", "backbone", "kwargs")]
+    for key in cfg.model.config.get("architecture") or {}:
+        if key in TORCHVISION_OWN:
+            raise ConfigError(f"'model.config.architecture.{key}' is set by the run (data.image_size, the dataset's "
+                              "classes, model.config.conf / iou / max_det)")
+        if key not in known:
+            raise ConfigError(f"unknown key 'model.config.architecture.{key}' (a FasterRCNN argument)"
+                              f"{did_you_mean(str(key), known, prefix='model.config.architecture.')}")
+
+
+def _local_config(name: str) -> dict:
+    import json
+    from pathlib import Path
+
+    path = Path(name) / "config.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _validate_yolo(cfg: TrainConfig) -> None:
+    name, mc = cfg.model.name, cfg.model.config
+    if cfg.model.trust_remote_code:
+        raise ConfigError("'model.trust_remote_code' does not apply to YOLO: ultralytics models are built from a "
                           "yaml or a .pt, never from a repository's code")
     hyp = mc.get("hyp") or {}
     if not isinstance(hyp, dict):
@@ -73,12 +151,6 @@ def validate(cfg: TrainConfig) -> None:
     size = cfg.data.image_size
     if size is not None and size % 32:
         raise ConfigError(f"'data.image_size' must be a multiple of 32 for YOLO (got {size})")
-    if cfg.data.augment.resolved() != type(cfg.data.augment)().resolved():
-        raise ConfigError("'data.augment' is classification's; detection uses ultralytics' augmentation: set "
-                          "model.config.hyp (mosaic, hsv_h, degrees, translate, scale, fliplr, ...)")
-    for key in ("conf", "iou"):
-        if key in mc and not 0 <= float(mc[key]) <= 1:
-            raise ConfigError(f"'model.config.{key}' must be in [0, 1] (got {mc[key]})")
 
 
 def _check_keys(values: dict, known: tuple[str, ...], prefix: str) -> None:
@@ -92,38 +164,34 @@ def _check_keys(values: dict, known: tuple[str, ...], prefix: str) -> None:
 
 
 def forward(model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-    """ultralytics' v8DetectionLoss: (box, cls, dfl) gains-weighted, times the batch size, summed — its scale, so
-    its learning rates and gradient clipping at 10 carry over."""
-    inputs = {"img": batch["img"].float() / 255, "batch_idx": batch["batch_idx"], "cls": batch["cls"],
-              "bboxes": batch["bboxes"]}
-    loss, _ = model(inputs)
-    return {"loss": loss.sum()}
+    """The family's own loss: a YOLO batch carries ``img``, a processor-fed one ``pixel_values``."""
+    if "img" in batch:
+        from hf_tasks.tasks.detection.ultralytics_steps import forward as yolo_forward
+
+        return yolo_forward(model, batch)
+    from hf_tasks.tasks.detection.processed import forward as processed_forward
+
+    return processed_forward(model, batch)
 
 
 def predict(model: torch.nn.Module, batch: dict, bundle: ModelBundle | None = None) -> list[dict]:
-    """NMS'd boxes in original-image COCO xywh pixels, with the sample's exact ground truth, one dict per image."""
-    from hf_tasks.models.yolo import prepare_ultralytics
+    """Boxes in original-image COCO xywh pixels with the sample's exact ground truth, one dict per image."""
+    if "img" in batch:
+        from hf_tasks.tasks.detection.ultralytics_steps import predict as yolo_predict
 
-    prepare_ultralytics()
-    from ultralytics.utils import nms, ops
+        return yolo_predict(model, batch, bundle)
+    from hf_tasks.tasks.detection.processed import predict as processed_predict
 
-    core = getattr(model, "module", model)
-    settings = (bundle.settings if bundle is not None and bundle.settings is not None else DetectionSettings()).nms
-    img = batch["img"].float() / 255
-    raw = model(img)
-    raw = raw[0] if isinstance(raw, (tuple, list)) else raw
-    detections = nms.non_max_suppression(raw.float(), settings["conf"], settings["iou"], multi_label=True,
-                                         max_det=settings["max_det"], nc=0,
-                                         end2end=getattr(core.model, "end2end", False))
-    outputs = []
-    for i, det in enumerate(detections):
-        boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), batch["ori_shape"][i],
-                                ratio_pad=batch["ratio_pad"][i])
-        boxes[:, 2:] -= boxes[:, :2]  # xyxy → COCO xywh
-        outputs.append({"index": int(batch["index"][i]), "boxes": boxes.cpu().numpy(),
-                        "scores": det[:, 4].cpu().numpy(), "labels": det[:, 5].long().cpu().numpy(),
-                        "gt": batch["gt"][i]})
-    return outputs
+    return processed_predict(model, batch, bundle.processor, threshold=bundle.settings.nms["conf"])
+
+
+def make_hooks(cfg: TrainConfig, model: torch.nn.Module) -> TrainHooks:
+    """ultralytics' ModelEMA for YOLO; the other families train their raw weights, as their own recipes do."""
+    if family_of(cfg.model.name) != ULTRALYTICS:
+        return TrainHooks()
+    from hf_tasks.tasks.detection.ultralytics_steps import make_hooks as yolo_hooks
+
+    return yolo_hooks(cfg, model)
 
 
 _METRIC = {}
@@ -155,46 +223,6 @@ def compute_metrics(outputs: list[dict], data: TaskData, bundle: ModelBundle | N
                  for r in references]
     results["pr_curve"] = pr_curve(predictions, not_crowd, len(names))
     return results
-
-
-# ----------------------------------------------------------------------------------------------- EMA
-
-
-class EmaHooks(TrainHooks):
-    """ultralytics' ModelEMA in the shared loop: updated after each optimizer step, evaluated and saved instead of
-    the raw weights, and checkpointed (weights + update count, which sets the decay) so a resume is exact."""
-
-    def __init__(self, model: torch.nn.Module, decay: float, tau: float):
-        from ultralytics.utils.torch_utils import ModelEMA
-
-        self.settings = {"decay": decay, "tau": tau}
-        self.ema = ModelEMA(model, **self.settings)
-
-    def after_step(self, model: torch.nn.Module, step: int) -> None:
-        self.ema.update(model)
-
-    def model_for_eval(self, model: torch.nn.Module) -> torch.nn.Module:
-        return self.ema.ema
-
-    def state_dict(self) -> dict:
-        return {"ema": {k: v.detach().clone() for k, v in self.ema.ema.state_dict().items()},
-                "updates": self.ema.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        """A fresh ModelEMA around the restored weights, so nothing it cached from before the restore survives."""
-        from ultralytics.utils.torch_utils import ModelEMA
-
-        ema = ModelEMA(self.ema.ema, **self.settings)
-        ema.ema.load_state_dict(state["ema"])
-        ema.updates = int(state["updates"])
-        self.ema = ema
-
-
-def make_hooks(cfg: TrainConfig, model: torch.nn.Module) -> TrainHooks:
-    mc = cfg.model.config
-    if not mc.get("ema", True):
-        return TrainHooks()
-    return EmaHooks(model, decay=float(mc.get("ema_decay", 0.9999)), tau=float(mc.get("ema_tau", 2000)))
 
 
 SPEC = TaskSpec(

@@ -4,7 +4,6 @@ save → reload, the exported ultralytics .pt, EMA resume, pretrained-class hand
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import torch
 
 from hf_tasks.errors import ConfigError
 from hf_tasks.registry import load_config
-from tests.helpers import build_dataset, read_json, run_launch, subprocess_env
+from tests.helpers import interrupted_copy, read_json, run_launch, same_weights, subprocess_env
 
 TINY = ["--task", "detection", "--model.name", "yolov8n.yaml", "--data.image_size", "64", "--batch-size", "8"]
 TINY_CONFIG = "width_multiple: 0.0625, max_channels: 64"
@@ -21,14 +20,6 @@ TINY_CONFIG = "width_multiple: 0.0625, max_channels: 64"
 
 def tiny(*extra_config: str) -> list[str]:
     return [*TINY, "--model.config", "{" + ", ".join([TINY_CONFIG, *extra_config]) + "}"]
-
-
-@pytest.fixture(scope="module")
-def shapes_detection(tmp_path_factory):
-    out = tmp_path_factory.mktemp("det") / "shapes_det"
-    build_dataset(["shapes", "--task", "detection", "--num-images", "30", "--image-size", "64",
-                   "--val-fraction", "0.2", "--test-fraction", "0.2", "--seed", "0", "--out", str(out)])
-    return out
 
 
 def train(dataset, out, *overrides: str) -> dict:
@@ -59,6 +50,7 @@ def test_two_steps_in_process(trained, shapes_detection):
         assert (trained / name).is_file(), name
     assert read_json(trained / "export_manifest.json") == {"pt": "model.pt"}
     config = read_json(trained / "config.json")
+    assert config["model_type"] == "hf_tasks_yolo" and (trained / "preprocessor_config.json").is_file()
     assert config["nc"] == 4 and config["names"] == names and config["imgsz"] == 64
     assert config["model_yaml"]["scale"] == "n" and config["model_yaml"]["scales"]["n"] == [0.33, 0.0625, 64]
 
@@ -106,7 +98,8 @@ def test_card_model_index_and_usage_snippet(trained, tmp_path):
 
     card = ModelCard.load(trained / "README.md")
     results, data = read_json(trained / "results.json"), card.data.to_dict()
-    assert data["pipeline_tag"] == "object-detection" and data["library_name"] == "hf-tasks"
+    assert data["pipeline_tag"] == "object-detection" and data["library_name"] == "ultralytics"
+    assert data["license"] == "agpl-3.0"  # ultralytics' code, which the weights need
     _, evals = model_index_to_eval_results(data["model-index"])
     by_metric = {e.metric_type: e for e in evals}
     assert by_metric["map"].metric_value == results["test_map"] and by_metric["map"].metric_name == "mAP50-95"
@@ -143,20 +136,12 @@ def test_launch_one_and_two_processes(shapes_detection, tmp_path):
 
 def test_resume_restores_ema_exactly(shapes_detection, tmp_path):
     """A run resumed from its epoch-1 checkpoint ends with the same EMA weights (mosaic on, then closed)."""
-    from safetensors.torch import load_file
-
     common = [*tiny("hyp: {close_mosaic: 1}"), "--epochs", "2", "--data.eval_split", "none",
               "--data.test_split", "none", "--seed", "3"]
     train(shapes_detection, tmp_path / "full", *common)
-    resumed = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full", resumed)
-    checkpoints = sorted((resumed / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    shutil.rmtree(checkpoints[-1])
-    for name in ("results.json", "model.safetensors"):
-        (resumed / name).unlink()
-    train(shapes_detection, resumed, *common, "--resume", "auto")
-    a, b = (load_file(str(path / "model.safetensors")) for path in (tmp_path / "full", resumed))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    interrupted_copy(tmp_path / "full", tmp_path / "resumed")
+    train(shapes_detection, tmp_path / "resumed", *common, "--resume", "auto")
+    assert same_weights(tmp_path / "full", tmp_path / "resumed")
 
 
 @pytest.fixture(scope="module")
