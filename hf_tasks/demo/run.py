@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_jobs(args, overrides: list[str]) -> list[Job]:
-    """The built-in shapes jobs, or one job from ``--recipe``; everything is checked before any work starts."""
-    if args.recipe:
+    """The built-in shapes jobs, or one job from ``--recipe``; everything is checked before any work starts.
+    ``--tasks T --recipe R``: the built-in job of task T (its shapes data, its bar) trained with recipe R."""
+    if args.recipe and not args.tasks:
         return [recipe_job(args, overrides)]
     if args.dataset:
         raise ConfigError("--dataset goes with --recipe (the built-in jobs build their own shapes data)")
@@ -57,8 +58,6 @@ def make_jobs(args, overrides: list[str]) -> list[Job]:
 def recipe_job(args, overrides: list[str]) -> Job:
     from hf_tasks.registry import get_task, load_config
 
-    if args.tasks:
-        raise ConfigError("--tasks picks built-in jobs; --recipe runs its own task")
     if args.quick:
         raise ConfigError("--quick shrinks the built-in shapes jobs; for a smoke run of a recipe pass "
                           "training overrides such as --max-steps 10")
@@ -81,14 +80,24 @@ def builtin_jobs(args, overrides: list[str]) -> list[Job]:
     unknown = [t for t in tasks if t not in known]
     if unknown or not tasks:
         raise ConfigError(f"--tasks {args.tasks!r}: choose from {', '.join(known)}")
+    if args.recipe and len(tasks) != 1:
+        raise ConfigError("--recipe with --tasks names one built-in job to run that recipe on its shapes data")
+    if args.dataset:
+        raise ConfigError("--dataset goes with --recipe alone (a built-in job builds its own shapes data)")
     jobs = []
     for task in tasks:
         preset = known[task]
+        recipe = args.recipe or preset.recipe
         dataset = Path(args.out) / "data" / f"shapes_{task}"
         build = list(preset.quick_build if args.quick and preset.quick_build else preset.build)
-        extra = [*preset.overrides, *(preset.quick_overrides if args.quick else ()), *overrides]
-        load_config(preset.recipe, [*extra, "--data.dataset", str(dataset)])  # bad overrides fail here, not later
-        jobs.append(Job(task, preset.recipe, preset.repo_name, dataset, build, extra, preset.bar, offline=True))
+        # the preset's quick overrides are its own recipe's (YOLO's hyp); another recipe gets only the user's
+        quick = preset.quick_overrides if args.quick and not args.recipe else ()
+        extra = [*preset.overrides, *quick, *overrides]
+        cfg = load_config(recipe, [*extra, "--data.dataset", str(dataset)])  # bad overrides fail here, not later
+        if cfg.task != task:
+            raise ConfigError(f"--recipe {recipe!r} trains task {cfg.task!r}, not the {task!r} job's")
+        name = Path(recipe).stem.replace("_", "-") if args.recipe else preset.repo_name
+        jobs.append(Job(task, recipe, name, dataset, build, extra, preset.bar, offline=True))
     return jobs
 
 
