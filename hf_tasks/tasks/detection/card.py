@@ -52,18 +52,20 @@ FAMILY = {
                   "parts": "ultralytics' `DetectionModel`, `v8DetectionLoss`, `YOLODataset` augmentation (mosaic, "
                            "HSV, flips, close-mosaic) and `ModelEMA`; the loss is ultralytics' scale (summed over the "
                            "images of a batch)",
-                  "input": "letterboxed to that size", "nms": "NMS at confidence 0.001, IoU 0.7, 300 detections per "
-                                                             "image, as ultralytics validates"},
+                  "input": "letterboxed to that size",
+                  "nms": "NMS at confidence {conf}, IoU {iou}, {max_det} detections per image (ultralytics validates "
+                         "at 0.001, 0.7, 300)"},
     TORCHVISION: {"what": "A torchvision Faster R-CNN detector", "library": "transformers",
                   "tags": ["torchvision", "faster-rcnn"],
                   "parts": "torchvision's network and its four losses (RPN objectness and box, RoI class and box), "
                            "wrapped as a transformers model; horizontal flips",
                   "input": "resized to a square of that side",
-                  "nms": "torchvision's post-processing: score above 0.001, NMS IoU 0.5, 100 detections per image"},
+                  "nms": "torchvision's post-processing: score above {conf}, NMS IoU {iou}, {max_det} detections per "
+                         "image"},
     TRANSFORMERS: {"what": "A transformers object detector", "library": "transformers", "tags": ["detr"],
                    "parts": "the model's own loss (Hungarian matching) and image processor; horizontal flips",
                    "input": "resized to a square of that side by its image processor",
-                   "nms": "the image processor's `post_process_object_detection`, score above 0.001"},
+                   "nms": "the image processor's `post_process_object_detection`, score above {conf}"},
 }
 
 
@@ -132,7 +134,7 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> 
         "model_name": Path(cfg.output_dir).name,
         "description": f"{family['what']} {what} `{cfg.model.name}` on `{cfg.data.dataset}`, trained with "
                        f"hf-tasks' accelerate loop. Licence: `{licence}`, {LICENSE_WHY[family_name]}.",
-        "parts": family["parts"], "input": family["input"], "nms": family["nms"],
+        "parts": family["parts"], "input": family["input"], "nms": family["nms"].format(**nms_settings(cfg)),
         "headline": headline, "per_class": per_class, "label_names": model_names, "num_labels": len(model_names),
         "dataset_classes": names, "image_size": cfg.data.image_size or 640,
         "figures": figure_files(Path(output_dir)) if output_dir is not None else [],
@@ -140,6 +142,16 @@ def context(cfg: TrainConfig, results: dict, output_dir: Path | None = None) -> 
         "library_versions": [(n, _version(n)) for n in (["ultralytics"] if family_name == ULTRALYTICS else
                                                           ["torchvision"] if family_name == TORCHVISION else [])],
     }
+
+
+def nms_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The run's post-processing settings: its ``model.config`` over its family's option defaults."""
+    from dataclasses import fields
+
+    from hf_tasks.tasks.detection.options import options
+
+    defaults = {f.name: f.default for f in fields(options(cfg)) if f.name in ("conf", "iou", "max_det")}
+    return {**{"iou": None, "max_det": None}, **defaults, **{k: v for k, v in cfg.model.config.items() if k in defaults}}
 
 
 LICENSE_WHY = {ULTRALYTICS: "the licence of ultralytics' code, which these weights need (AGPL-3.0)",
