@@ -205,3 +205,43 @@ def test_resume_of_a_model_with_tied_weights_is_exact(shapes, tmp_path):
     interrupted_copy(tmp_path / "full", tmp_path / "resumed")
     train(load_config("shapes_rtdetr", [*common, "--output-dir", str(tmp_path / "resumed"), "--resume", "auto"]))
     assert same_weights(tmp_path / "full", tmp_path / "resumed")
+
+
+def test_a_run_folder_is_a_starting_point_like_a_hub_id(shapes, tmp_path):
+    """The path a Hub id takes (``AutoModelForObjectDetection`` / ``AutoImageProcessor.from_pretrained``, the class
+    head sized to the dataset), exercised offline on a saved run folder: fine-tuned, its weights are the start."""
+    from safetensors.torch import load_file
+
+    from hf_tasks.registry import get_task
+    from hf_tasks.train import train
+
+    train(config("rtdetr", shapes, tmp_path / "first", "--data.eval_split", "none", "--data.test_split", "none",
+                 "--model.config.plots", "false"))
+    cfg = load_config(None, ["--task", "detection", "--model.name", str(tmp_path / "first"), "--data.dataset",
+                             str(shapes), "--data.image_size", "64"])
+    spec = get_task("detection")
+    bundle = spec.build_model(cfg, spec.load_data(cfg))
+    assert type(bundle.model).__name__ == "RTDetrV2ForObjectDetection"
+    assert type(bundle.processor).__name__.startswith("RTDetrImageProcessor")
+    saved = load_file(str(tmp_path / "first" / "model.safetensors"))
+    own = bundle.model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in saved.items() if k in own)
+    assert bundle.model.config.id2label == {0: "circle", 1: "square", 2: "triangle", 3: "star"}
+
+
+def test_resnet50_fpn_v2_round_trips_through_from_pretrained(tmp_path):
+    from hf_tasks.models.torchvision_detection import (
+        TorchvisionDetectionImageProcessor,
+        TorchvisionDetectorConfig,
+        TorchvisionDetectorForObjectDetection,
+    )
+
+    torch.manual_seed(0)
+    model = TorchvisionDetectorForObjectDetection(TorchvisionDetectorConfig(
+        architecture="fasterrcnn_resnet50_fpn_v2", image_size=64, id2label={0: "a", 1: "b"}, label2id={})).eval()
+    model.save_pretrained(tmp_path)
+    pixels = TorchvisionDetectionImageProcessor(size=64)(images=[torch.rand(80, 90, 3).mul(255).byte().numpy()])
+    again = TorchvisionDetectorForObjectDetection.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        a, b = model(**pixels), again(**pixels)
+    assert torch.equal(a.pred_boxes, b.pred_boxes) and torch.equal(a.scores, b.scores)
