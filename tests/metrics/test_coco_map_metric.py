@@ -1,13 +1,15 @@
 """The coco_map evaluate module: its 12 stats equal pycocotools' COCOeval run directly, on hand-built and random
-cases (empty images, classes never predicted or never present, crowd regions), and its per-class
-precision/recall equal a brute-force sweep over pycocotools' own IoU-0.5 matches."""
+cases (empty images, classes never predicted or never present, crowd regions), its per-class precision/recall a
+brute-force sweep over pycocotools' own IoU-0.5 matches (which its vectorised matching reproduces one by one)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,11 @@ BACKENDS = ["faster_coco_eval", "pycocotools"]
 @pytest.fixture(scope="module")
 def metric():
     return load_metric("coco_map")
+
+
+@pytest.fixture(scope="module")
+def module(metric):
+    return sys.modules[type(metric).__module__]
 
 
 def _pycocotools_eval(preds: list[dict], refs: list[dict], num_labels: int) -> COCOeval:
@@ -233,6 +240,15 @@ def test_crowd_regions_are_ignored(metric) -> None:
     assert out["per_class_precision"] == [1.0] and out["per_class_recall"] == [1.0]
 
 
+def test_equal_iou_takes_the_later_ground_truth(metric) -> None:
+    """pycocotools' rule on equal IoUs (2/3 here): the later box is taken, the first is left to the next detection."""
+    refs = [{"boxes": [[0, 0, 10, 10], [4, 0, 10, 10]], "labels": [0, 0]}]
+    preds = [{"boxes": [[2, 0, 10, 10], [0, 0, 10, 10]], "scores": [0.9, 0.8], "labels": [0, 0]}]
+    out = metric.compute(predictions=preds, references=refs)
+    _assert_stats_equal(out, _pycocotools_eval(preds, refs, 1))
+    assert out["per_class_precision"] == [1.0] and out["per_class_recall"] == [1.0]
+
+
 def test_regular_match_preferred_over_better_crowd_match(metric) -> None:
     """pycocotools' rule: once a detection matches a regular box it never moves to a crowd region, even one
     with a higher IoU (1.0 here vs 0.976), so this detection is a true positive, not an ignored one."""
@@ -307,3 +323,78 @@ def test_offline_load_in_fresh_process(tmp_path: Path) -> None:
                                  'print(json.dumps(load_metric("coco_map").compute('
                                  'predictions=[{**box, "scores": [0.9]}], references=[box])))')
     assert out["map"] == 1.0 and out["per_class_ap"] == [1.0]
+
+
+def _crowded_case(seed: int) -> tuple[list[dict], list[dict]]:
+    """>100 detections per image and class, tied scores, duplicate/crowd/out-of-range (area > 1e10) boxes."""
+    rng, preds, refs = np.random.default_rng(seed), [], []
+    for _ in range(4):
+        n = int(rng.integers(0, 25))
+        gt = np.concatenate([rng.choice([0.0, 10.0, 20.0, 30.0], (n, 2)), rng.choice([0.0, 10.0, 20.0], (n, 2))], 1)
+        gt[: n // 4] = gt[n // 4: 2 * (n // 4)]  # duplicates
+        crowd, area = (rng.random(n) < 0.2).astype(int).tolist(), rng.choice([-1.0, 50.0, 400.0, 2e10], n).tolist()
+        refs.append({"boxes": gt.tolist(), "labels": rng.integers(0, 3, n).tolist(), "iscrowd": crowd, "area": area})
+        boxes = rng.choice([0.0, 1.0, 5.0, 2e5], (m := int(rng.choice([0, 30, 260])), 4), p=[0.4, 0.3, 0.2, 0.1])
+        boxes += gt[rng.integers(0, n, m)] if n else rng.uniform(0, 40, (m, 4))
+        preds.append({"boxes": boxes.tolist(), "scores": rng.choice([0.2, 0.5, 0.9], m).tolist(),
+                      "labels": rng.integers(0, 3, m).tolist()})
+    return preds, refs
+
+
+@pytest.mark.parametrize(("seed", "chunk"), [(0, 1 << 20), (1, 1 << 20), (2, 7), (3, 1), (4, 1 << 20), (5, 3)])
+def test_matching_equals_pycocotools_per_detection(metric, module, monkeypatch, seed: int, chunk: int) -> None:
+    """Each detection's kept / matched / ignored (IoU .5, area all) are pycocotools' evalImgs, chunked or not."""
+    monkeypatch.setattr(module, "PAIR_CHUNK", chunk)
+    preds, refs = _crowded_case(seed)
+    coco_eval = _pycocotools_eval(preds, refs, 3)
+    expected = {d: (m > 0, bool(i)) for e in coco_eval.evalImgs if e and e["aRng"] == coco_eval.params.areaRng[0]
+                for d, m, i in zip(e["dtIds"], e["dtMatches"][0], e["dtIgnore"][0])}  # id = input position + 1
+    kept, matched, ignored = module.match_detections(module._columns(preds, "predictions"),
+                                                     module._columns(refs, "references"), 3)
+    assert {i + 1: (bool(matched[i]), bool(ignored[i])) for i in np.flatnonzero(kept)} == expected
+    out = metric.compute(predictions=preds, references=refs, num_labels=3)
+    _assert_stats_equal(out, coco_eval)
+    precision, recall, threshold = _brute_force_pr(coco_eval, 3)
+    _assert_lists_close(out["per_class_precision"] + out["per_class_recall"], precision + recall)
+    assert out["score_threshold"] == threshold
+
+
+@pytest.mark.parametrize("library", ["faster_coco_eval.core.mask", "pycocotools.mask"])
+def test_box_iou_is_the_libraries_own(module, library: str) -> None:
+    """Bit for bit the IoU of the library's C ``bbIou`` (so the IoU >= 0.5 decisions are COCOeval's own)."""
+    dt = np.concatenate([(rng := np.random.default_rng(0)).choice([0.0, 0.5, 10.0], (60, 2)),
+                         rng.choice([0.0, 1 / 3, 10.0, 20.0], (60, 2))], 1)
+    dt[30:] = rng.uniform(0, 30, (30, 4))
+    gt, crowd = dt[rng.permutation(60)] + rng.choice([0.0, 0.1], (60, 4)), rng.random(60) < 0.3
+    expected = np.asarray(importlib.import_module(library).iou(dt.tolist(), gt.tolist(), crowd.astype(int).tolist()))
+    d, g = np.repeat(np.arange(60), 60), np.tile(np.arange(60), 60)  # every pair, in the library's order
+    assert np.array_equal(module.box_iou(dt[d], gt[g], crowd[g]), expected.reshape(-1))
+
+
+def test_fast_path_equals_storage_and_image_by_image_paths(metric, module) -> None:
+    """One ``compute`` with all data = add_batch + compute(); irregular images (flat boxes, float labels) the same."""
+    preds, refs = _random_case(7)
+    refs[2].pop("iscrowd", None)
+    mixed = [{k: np.asarray(v) for k, v in p.items()} if i % 2 else p for i, p in enumerate(preds)]  # and lists
+    direct = metric.compute(predictions=mixed, references=refs, num_labels=5)
+    metric.add_batch(predictions=preds[:9], references=refs[:9])
+    metric.add_batch(predictions=preds[9:], references=refs[9:])
+    assert metric.compute(num_labels=5) == direct
+    irregular = [{"boxes": np.asarray(p["boxes"]).reshape(-1).tolist(), "scores": p["scores"],
+                  "labels": [float(x) for x in p["labels"]] if i % 2 else np.asarray(p["labels"], np.uint8)}
+                 for i, p in enumerate(preds)]
+    assert module._bulk(irregular, "predictions") is None  # not converted at once
+    assert metric.compute(predictions=irregular, references=refs, num_labels=5) == direct
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({0: {"labels": [0.5]}, 1: {"scores": [float("nan")]}}, r"predictions\[0\]\['labels'\]\[0\] is 0.5"),
+    ({1: {"scores": [float("inf")]}, 2: {"labels": ["a"]}}, r"predictions\[1\]\['scores'\]\[0\] is inf"),
+    ({1: {"boxes": [[0, 0, 1, float("nan")]]}}, r"predictions\[1\]\['boxes'\]\[0\] is \[0.0, 0.0, 1.0, nan\]"),
+    ({2: {"boxes": [[0, 0, float("nan"), 1]], "labels": [1.5]}}, r"predictions\[2\]\['boxes'\]\[0\]"),
+])
+def test_first_invalid_image_is_named(metric, bad: dict, message: str) -> None:
+    """Checking all images at once does not change which error is raised: the first, image by image."""
+    preds = [{"boxes": [[0, 0, 1, 1]], "scores": [0.5], "labels": [0], **bad.get(i, {})} for i in range(3)]
+    with pytest.raises(ValueError, match=message):
+        metric.compute(predictions=preds, references=[{"boxes": [], "labels": []}] * 3, num_labels=2)
