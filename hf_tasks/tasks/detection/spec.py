@@ -111,6 +111,8 @@ def _validate_torchvision(cfg: TrainConfig) -> None:
 
     if cfg.model.trust_remote_code:
         raise ConfigError("'model.trust_remote_code' does not apply to torchvision's detectors (built in code)")
+    if cfg.model.config.get("keep_coco_classes") and not cfg.model.pretrained:
+        raise ConfigError("'model.config.keep_coco_classes' needs the COCO weights: set model.pretrained: true")
     known = [p for p in inspect.signature(FasterRCNN.__init__).parameters if p not in ("self", "backbone", "kwargs")]
     for key in cfg.model.config.get("architecture") or {}:
         if key in TORCHVISION_OWN:

@@ -157,6 +157,8 @@ def test_coco_head_rows_are_kept_for_shared_names(shapes, monkeypatch):
      "did you mean .model.config.architecture.rpn_post_nms_top_n_t"),
     (["--model.name", "fasterrcnn_mobilenet_v3_large_fpn", "--model.config", "{architecture: {min_size: 5}}"],
      "set by the run"),
+    (["--model.name", "fasterrcnn_mobilenet_v3_large_fpn", "--model.pretrained", "false", "--model.config",
+      "{keep_coco_classes: true}"], "needs the COCO weights"),
 ])
 def test_family_config_mistakes_fail_fast(shapes, overrides, message):
     with pytest.raises(ConfigError, match=message):
