@@ -206,7 +206,7 @@ def test_trust_remote_code_needs_a_pinned_commit(task, revision, fault_data, tmp
 
 @pytest.mark.parametrize("task, message", [
     ("classification", None),
-    ("detection", "'model.trust_remote_code' does not apply to detection"),
+    ("detection", "'model.trust_remote_code' does not apply to YOLO"),
     ("captioning", "'model.trust_remote_code' applies to model.name (a saved captioner, pinned by model.revision)"),
 ])
 def test_trust_remote_code_with_a_pinned_commit(task, message, fault_data, tmp_path):

@@ -1,6 +1,7 @@
-"""Push → load by repo id over HTTP → identical predictions, for detection and captioning.
+"""Push → load by repo id over HTTP → identical predictions, for captioning and detection's YoloDetector route.
 
-(Classification, the push rules, failure half-way and token hygiene are in tests/hub/test_hub.py.) Loading runs in a
+(Detection by `pipeline("object-detection")`, all three families: tests/tasks/detection/test_detection_families.py.
+Classification, the push rules, failure half-way and token hygiene are in tests/hub/test_hub.py.) Loading runs in a
 fresh process with an empty cache, pointed at the local Hub endpoint, as a user's would.
 """
 
