@@ -72,16 +72,16 @@ FAMILY = {
 def base_license(name: str) -> str:
     """The licence of a transformers detector's base weights: its card's, read locally or from the Hub (when the
     Hub can be asked); a bare model_type trained here from scratch is transformers' own code, Apache-2.0."""
-    import os
-
     from huggingface_hub import ModelCard
+
+    from hf_tasks.models.yolo import env_flag
 
     if is_model_type(name):
         return "apache-2.0"
     try:
         if Path(name).is_dir():
             return ModelCard.load(Path(name) / "README.md").data.license or "other"
-        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        if env_flag("HF_HUB_OFFLINE"):
             return "other"
         return ModelCard.load(name).data.license or "other"
     except Exception:  # no card, no network: the card then says to read the base model's terms

@@ -8,7 +8,6 @@ Every run folder holds ``config.json`` + ``model.safetensors`` + ``preprocessor_
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -51,9 +50,11 @@ def coco_state(architecture: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """torchvision's COCO weights of ``architecture`` and their category names (index = torchvision class id)."""
     import torchvision
 
+    from hf_tasks.models.yolo import env_flag
+
     weights = torchvision.models.get_model_weights(architecture).DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not cached.is_file() and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if not cached.is_file() and env_flag("HF_HUB_OFFLINE"):
         raise ConfigError(f"'model.name' {architecture!r}: its COCO weights are not in torch's cache ({cached}) and "
                           "downloads are off (HF_HUB_OFFLINE); set model.pretrained: false or go online once")
     try:
